@@ -1,0 +1,182 @@
+"""What a connector, preprocessor, analysis, chart, exporter or notifier provides.
+
+Plugins are plain classes registered under an entry-point group (see :mod:`raysight.registry`).
+Each has a ``name`` and a pydantic ``Config`` model whose discriminator field (``type``, ``op``,
+``format`` or ``channel``) is ``Literal[name]``; the job spec is assembled from these models.
+A plugin instance is built from its validated config and is pickled into Ray tasks, so it must
+hold only plain data.
+
+Kernels work on Polars DataFrames and Arrow tables and never import the workflow engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+import polars as pl
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+class PluginConfig(BaseModel):
+    """Base of every plugin config: strict, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Plugin(Generic[ConfigT]):
+    """A plugin built from its validated config (kept untouched, as in scikit-learn)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[BaseModel]]
+
+    def __init__(self, config: ConfigT) -> None:
+        self.config = config
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """A small, picklable description of one partition of a source (a file, a byte range...)."""
+
+    label: str
+    location: str
+    estimated_bytes: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+class Connector(Plugin[ConfigT]):
+    """Reads a source into Arrow tables, one per partition.
+
+    ``check`` runs on the driver before the job starts (cheap: does the file exist?);
+    ``plan`` runs in a Ray task and lists the partitions; ``read`` runs in one Ray task per
+    partition. Errors are :class:`raysight.errors.InputError` (bad path, malformed file) or
+    :class:`raysight.errors.TransientError` (a service that may come back).
+    """
+
+    def check(self) -> None:
+        """Raise InputError when the source obviously cannot be read."""
+
+    def plan(self) -> list[PartitionSpec]:
+        raise NotImplementedError
+
+    def read(self, partition: PartitionSpec) -> pa.Table:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+# Preprocessing
+
+
+class Preprocessor(Plugin[ConfigT]):
+    """One preprocessing operation over a Polars DataFrame.
+
+    Row-local operations only implement ``apply``. Operations that need statistics of the whole
+    column (a mean to fill with) set ``needs_stats = True``: ``partial_stats`` runs per
+    partition, ``merge_stats`` combines the partial results, and ``apply`` receives the merged
+    statistics, so every partition is transformed with the same numbers.
+    """
+
+    needs_stats: ClassVar[bool] = False
+
+    def partial_stats(self, df: pl.DataFrame) -> Any:
+        return None
+
+    def merge_stats(self, partials: list[Any]) -> Any:
+        return None
+
+    def apply(self, df: pl.DataFrame, stats: Any = None) -> pl.DataFrame:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------------------------
+# Analyses
+
+
+@dataclass
+class AnalysisResult:
+    """What an analysis produces: a result table plus a JSON-ready summary."""
+
+    kind: str
+    table: pa.Table
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Analysis(Plugin[ConfigT]):
+    """An analysis kernel: partial state per partition, then a combine into one result.
+
+    ``partial`` runs in one Ray task per partition and returns picklable partial state (an Arrow
+    table or small dict); ``combine`` merges the partial states of all partitions. ``run`` is
+    the single-partition fast path and the notebook entry point (a whole table in memory).
+    The result must equal the single-process Polars answer.
+    """
+
+    def partial(self, df: pl.DataFrame) -> Any:
+        raise NotImplementedError
+
+    def combine(self, partials: list[Any]) -> AnalysisResult:
+        raise NotImplementedError
+
+    def run(self, df: pl.DataFrame) -> AnalysisResult:
+        return self.combine([self.partial(df)])
+
+    def required_columns(self) -> list[str]:
+        """Columns the analysis reads (checked against the data before it runs)."""
+        return []
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+
+
+@dataclass
+class ReportContext:
+    """Everything an exporter may show about a finished job."""
+
+    job_id: str
+    user_id: str
+    analysis_type: str
+    result: AnalysisResult
+    figures: list[tuple[str, Any]] = field(default_factory=list)  # (title, plotly Figure)
+    data_stats: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+class Chart(Plugin[ConfigT]):
+    """Renders an analysis result as a plotly figure.
+
+    An unsupported pairing (a column that is not in the result) raises
+    :class:`raysight.errors.InputError`; the pipeline records it as an error entry in the
+    result instead of failing the job.
+    """
+
+    def render(self, result: AnalysisResult) -> Any:
+        raise NotImplementedError
+
+
+class Exporter(Plugin[ConfigT]):
+    """Writes a result to one file. ``extension`` names the default file suffix."""
+
+    extension: ClassVar[str] = ""
+
+    def export(self, report: ReportContext, path: str) -> None:
+        raise NotImplementedError
+
+
+class Notifier(Plugin[ConfigT]):
+    """Sends one notification. Failures raise TransientError (counted, never fatal)."""
+
+    def send(self, message: str, payload: dict[str, Any]) -> None:
+        raise NotImplementedError

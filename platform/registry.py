@@ -1,0 +1,75 @@
+"""Registries that connect the engine to connectors, kernels and exporters.
+
+Built-in and third-party plugins are found through Python entry points, one group per kind
+(``raysight.connectors``, ``raysight.preprocessors``, ``raysight.analyses``,
+``raysight.charts``, ``raysight.exporters``, ``raysight.notifiers``). Code may also register a
+plugin directly, e.g. in a notebook::
+
+    from raysight.registry import analyses
+    analyses.register(MyKernel)
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import entry_points
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class Registry:
+    """Plugins of one kind, by name; entry points are loaded on first use."""
+
+    def __init__(self, kind: str, discriminator: str) -> None:
+        self.kind = kind
+        self.discriminator = discriminator
+        self.group = f"raysight.{kind}"
+        self._plugins: dict[str, type] = {}
+        self._loaded = False
+
+    def register(self, plugin: type, name: str | None = None) -> type:
+        """Add a plugin class (usable as a decorator); the name defaults to ``plugin.name``."""
+        self._plugins[name or plugin.name] = plugin
+        return plugin
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        for ep in entry_points(group=self.group):
+            if ep.name in self._plugins:
+                continue
+            try:
+                self._plugins[ep.name] = ep.load()
+            except Exception:  # a broken third-party plugin must not break the others
+                log.exception("cannot load %s plugin %r from %s", self.kind, ep.name, ep.value)
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._plugins)
+
+    def get(self, name: str) -> type:
+        self._load()
+        try:
+            return self._plugins[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown {self.kind[:-1]} {name!r}; known: {', '.join(self.names())}"
+            ) from None
+
+    def configs(self) -> list[type]:
+        """The Config models of all plugins, in name order (for the job spec union)."""
+        return [self._plugins[n].Config for n in self.names()]
+
+    def build(self, config: Any) -> Any:
+        """Instantiate the plugin for a validated config."""
+        return self.get(getattr(config, self.discriminator))(config)
+
+
+connectors = Registry("connectors", "type")
+preprocessors = Registry("preprocessors", "op")
+analyses = Registry("analyses", "type")
+charts = Registry("charts", "type")
+exporters = Registry("exporters", "format")
+notifiers = Registry("notifiers", "channel")
