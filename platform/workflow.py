@@ -1,0 +1,304 @@
+"""Workflows as plans: steps and the seed's combinators.
+
+A workflow is a tree of nodes that an executor (:mod:`raysight.executor`) interprets; each
+:class:`Task` runs as a Ray task. Data flows from step to step (a step's output is the next
+step's input, as an ObjectRef), never through a shared mutable context.
+
+>>> @step(num_cpus=1)
+... def double(x):
+...     return 2 * x
+>>> @step(retry=RetryPolicy(max_retries=2), timeout_s=60)
+... def plus_one(x):
+...     return x + 1
+>>> flow = double.then(plus_one)   # or: double >> plus_one
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from raysight.resources import Resources, parse_bytes
+from raysight.retry import RetryPolicy
+
+Mode = Literal["apply", "map", "fanout", "driver"]
+
+
+class Step:
+    """A node of a workflow plan, with the seed's fluent combinators."""
+
+    name: str
+
+    def then(self, other: Step) -> Sequence:
+        """Run ``other`` after this step, with this step's output as its input."""
+        left = self.steps if isinstance(self, Sequence) else (self,)
+        right = other.steps if isinstance(other, Sequence) else (other,)
+        return Sequence(left + right)
+
+    __rshift__ = then
+
+    def when(self, predicate: Callable[[Any], bool], description: str = "") -> When:
+        """Run this step only if ``predicate(ctx)`` is true; otherwise it is skipped and its
+        input passes through unchanged."""
+        return When(self, predicate, description)
+
+    def parallel(self, *others: Step) -> Parallel:
+        """Run this step and ``others`` concurrently on the same input; output is a tuple."""
+        return Parallel((self, *others))
+
+    def nested(self, name: str | None = None, params: dict[str, Any] | None = None) -> Nested:
+        """Run this workflow as a sub-workflow with its own child trace (and extra params)."""
+        return Nested(self, name or f"Nested({self.name})", params or {})
+
+    def with_retry(self, policy: RetryPolicy) -> Step:
+        """Retry this (sub-)workflow on retryable errors under ``policy``."""
+        return Retrying(self, policy)
+
+    def with_timeout(self, seconds: float) -> Step:
+        """Cancel this (sub-)workflow and raise StepTimeout after ``seconds``."""
+        return TimeLimited(self, float(seconds))
+
+    def with_observer(self, observer: Any) -> Step:
+        """Send the events of this (sub-)workflow also to ``observer``."""
+        return Observed(self, observer)
+
+
+@dataclass(frozen=True, eq=False)
+class Task(Step):
+    """A function that runs as a Ray task (``mode="apply"``), once per input partition
+    (``"map"``), as a planning step whose returned list becomes partitions (``"fanout"``), or
+    in the driver process (``"driver"``, for bookkeeping that needs no worker)."""
+
+    fn: Callable[..., Any]
+    name: str
+    resources: Resources = field(default_factory=Resources)
+    retry: RetryPolicy | None = None
+    timeout_s: float | None = None
+    priority: int = 50
+    mode: Mode = "apply"
+    description: str = ""
+    version: str = "1.0.0"
+    tags: dict[str, str] = field(default_factory=dict)
+    #: Ray-level retries for system failures only (worker or node death)
+    system_retries: int = 3
+    #: driver-side hook ``(ctx, outcome)`` run after the step succeeded
+    on_success: Callable[[Any, Any], None] | None = None
+
+    @property
+    def wants_ctx(self) -> bool:
+        return "ctx" in inspect.signature(self.fn).parameters
+
+    def options(
+        self,
+        *,
+        name: str | None = None,
+        num_cpus: float | None = None,
+        num_gpus: float | None = None,
+        memory: int | str | None = None,
+        resources: dict[str, float] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout_s: float | None = None,
+        priority: int | None = None,
+        mode: Mode | None = None,
+        on_success: Callable[[Any, Any], None] | None = None,
+    ) -> Task:
+        """A copy with some options replaced (like Ray's ``.options``)."""
+        changes: dict[str, Any] = {
+            "resources": self.resources.merged(
+                num_cpus=num_cpus, num_gpus=num_gpus, memory=memory, resources=resources
+            )
+        }
+        for key, value in (("name", name), ("retry", retry), ("timeout_s", timeout_s),
+                           ("priority", priority), ("mode", mode), ("on_success", on_success)):
+            if value is not None:
+                changes[key] = value
+        if "priority" in changes:
+            changes["priority"] = max(0, min(100, int(changes["priority"])))
+        return dataclasses.replace(self, **changes)
+
+    def map(self) -> Task:
+        """This step applied to each partition of its input, in parallel."""
+        return self.options(mode="map")
+
+    def with_retry(self, policy: RetryPolicy) -> Task:
+        return self.options(retry=policy)
+
+    def with_timeout(self, seconds: float) -> Task:
+        return self.options(timeout_s=float(seconds))
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the function directly, in this process (notebooks, unit tests)."""
+        return self.fn(*args, **kwargs)
+
+
+def step(
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    num_cpus: float = 1.0,
+    num_gpus: float = 0.0,
+    memory: int | str | None = None,
+    resources: dict[str, float] | None = None,
+    retry: RetryPolicy | None = None,
+    timeout_s: float | None = None,
+    priority: int = 50,
+    mode: Mode = "apply",
+    description: str = "",
+) -> Any:
+    """Turn a function into a workflow :class:`Task` whose Ray options come from its resource
+    requirements. The function receives the previous step's output as its first argument and,
+    if it has a parameter named ``ctx``, a :class:`raysight.executor.StepContext`."""
+
+    def wrap(f: Callable[..., Any]) -> Task:
+        return Task(
+            fn=f,
+            name=name or f.__name__,
+            resources=Resources(
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                memory=parse_bytes(memory) if memory is not None else None,
+                resources=dict(resources or {}),
+            ),
+            retry=retry,
+            timeout_s=timeout_s,
+            priority=max(0, min(100, priority)),
+            mode=mode,
+            description=description or (inspect.getdoc(f) or "").split("\n")[0],
+        )
+
+    return wrap(fn) if fn is not None else wrap
+
+
+@dataclass(frozen=True, eq=False)
+class Sequence(Step):
+    """Steps run one after another; each gets the previous one's output."""
+
+    steps: tuple[Step, ...]
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "Sequential(" + "->".join(s.name for s in self.steps) + ")"
+
+
+@dataclass(frozen=True, eq=False)
+class When(Step):
+    """A step guarded by a condition on the run context; false means *skipped*, not failed."""
+
+    inner: Step
+    predicate: Callable[[Any], bool]
+    description: str = ""
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"Conditional({self.inner.name})"
+
+
+@dataclass(frozen=True, eq=False)
+class Branch(Step):
+    """``if_true`` when the predicate holds, else ``if_false`` (skipped when None)."""
+
+    predicate: Callable[[Any], bool]
+    if_true: Step
+    if_false: Step | None = None
+    description: str = ""
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        other = self.if_false.name if self.if_false else "skip"
+        return f"Branch({self.if_true.name}|{other})"
+
+
+def branch(predicate: Callable[[Any], bool], if_true: Step, if_false: Step | None = None) -> Branch:
+    """Choose between two sub-workflows by a condition on the run context."""
+    return Branch(predicate, if_true, if_false)
+
+
+@dataclass(frozen=True, eq=False)
+class Parallel(Step):
+    """Branches run concurrently on the same input; fail-fast: the first error cancels the
+    others. The output is a tuple in declaration order."""
+
+    branches: tuple[Step, ...]
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return "Parallel(" + ",".join(b.name for b in self.branches) + ")"
+
+    def parallel(self, *others: Step) -> Parallel:
+        return Parallel(self.branches + others)
+
+
+def parallel(*steps: Step) -> Parallel:
+    """N-ary fan-out: run ``steps`` concurrently on the same input."""
+    return Parallel(tuple(steps))
+
+
+@dataclass(frozen=True, eq=False)
+class Nested(Step):
+    """A sub-workflow with its own child trace and extra parameters."""
+
+    inner: Step
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class Retrying(Step):
+    """Re-run a whole sub-workflow on retryable errors."""
+
+    inner: Step
+    policy: RetryPolicy
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"Retryable({self.inner.name})"
+
+
+@dataclass(frozen=True, eq=False)
+class TimeLimited(Step):
+    """A deadline for a whole sub-workflow; on expiry its running tasks are cancelled."""
+
+    inner: Step
+    timeout_s: float
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"Timeout({self.inner.name})"
+
+
+@dataclass(frozen=True, eq=False)
+class Observed(Step):
+    """A sub-workflow whose events also go to an extra observer."""
+
+    inner: Step
+    observer: Any
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"Monitored({self.inner.name})"
+
+
+@dataclass(frozen=True, eq=False)
+class Pass(Step):
+    """Passes its input through unchanged (no task); useful as a parallel branch."""
+
+    name: str = "pass"
+
+
+def tasks(node: Step) -> list[Task]:
+    """All tasks of a plan, depth first, in declaration order."""
+    if isinstance(node, Task):
+        return [node]
+    children: tuple[Step, ...] = ()
+    if isinstance(node, Sequence):
+        children = node.steps
+    elif isinstance(node, Parallel):
+        children = node.branches
+    elif isinstance(node, Branch):
+        children = (node.if_true,) + ((node.if_false,) if node.if_false else ())
+    elif isinstance(node, (When, Nested, Retrying, TimeLimited, Observed)):
+        children = (node.inner,)
+    return [t for child in children for t in tasks(child)]
