@@ -316,7 +316,6 @@ class Executor:
             raise Cancelled(f"run cancelled before {node.name}")
         if isinstance(node, Task):
             return self._run_task(node, value, ctx)
-        ctx.trace.record_step(node.name)
         if isinstance(node, Sequence):
             for child in node.steps:
                 value = self._run(child, value, ctx)
@@ -364,6 +363,7 @@ class Executor:
 
     def _skip(self, node: Step, value: Any, ctx: RunContext, reason: str) -> Any:
         now = time.time()
+        ctx.trace.record_step(f"{node.name} (skipped)")
         ctx.trace.add(StepRecord(node.name, "skipped", started_at=now, ended_at=now))
         ctx.emit("step_skipped", node.name, reason=reason or "condition not met")
         return value
@@ -470,6 +470,7 @@ class Executor:
                     self._sleep(delay, ctx)
                     continue
                 ctx.trace.add(record)
+                err.details.setdefault("step", task.name)
                 ctx.emit("step_failed", task.name, error=err.to_dict())
                 raise err from exc
             report = {"step": task.name, "attempt": retries + 1, "partition": None,
@@ -543,6 +544,7 @@ class Executor:
                 heapq.heappush(due, (time.monotonic() + delay, i))
                 return
             cancel_all()
+            err.details.setdefault("step", task.name)
             ctx.emit("step_failed", task.name, partition=calls[i][0], attempt=retries[i] + 1,
                      error=err.to_dict())
             raise err

@@ -1,0 +1,189 @@
+"""The ``raysight`` command line: run, validate, schema.
+
+Exit status: 0 when the job completed, 1 when it failed, 2 for an invalid spec, a bad file or
+bad arguments (a one-line message naming the field or file, no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from raysight.errors import InputError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse exits 2 as well, with our prefix
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INVALID, f"raysight: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="raysight", description="Ray-backed parallel data analysis jobs.")
+    parser.add_argument("--log-level", default=os.environ.get("RAYSIGHT_LOG_LEVEL", "WARNING"),
+                        help="logging level (default WARNING)")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run a job spec (YAML or JSON)")
+    run.add_argument("spec", help="path to the job spec")
+    run.add_argument("--address", default=None,
+                     help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
+    run.add_argument("--run-dir", default="runs", help="where run folders go (default ./runs)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a spec field, e.g. --set priority=70 (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="no progress display")
+    run.add_argument("--json", action="store_true", help="print result.json instead of a summary")
+
+    validate = sub.add_parser("validate", help="check a job spec without running it")
+    validate.add_argument("spec")
+    validate.add_argument("--set", dest="overrides", action="append", default=[],
+                          metavar="KEY=VALUE")
+
+    sub.add_parser("schema", help="print the JSON Schema of job specs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "schema":
+            from raysight.jobs import json_schema
+
+            print(json.dumps(json_schema(), indent=2))
+            return EXIT_OK
+        from raysight.jobs import load_spec
+
+        spec = load_spec(args.spec, args.overrides)
+        if args.command == "validate":
+            print(f"{args.spec}: valid ({spec.analysis.type} job, source {spec.source.type})")
+            return EXIT_OK
+        return _run(spec, args)
+    except InputError as err:
+        print(f"raysight: error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("raysight: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(spec: Any, args: argparse.Namespace) -> int:
+    from raysight.pipeline import AnalysisJob
+
+    job = AnalysisJob(spec, run_dir=args.run_dir)
+    _connect(args.address)
+    observers = []
+    progress = None
+    if not args.quiet and not args.json and sys.stdout.isatty():
+        progress = _Progress(job.job_id)
+        observers.append(progress)
+    try:
+        if progress:
+            progress.start()
+        result = job.run(observers=observers)
+    finally:
+        if progress:
+            progress.stop()
+    if args.json:
+        print((Path(result.run_dir) / "result.json").read_text(encoding="utf-8"))
+    else:
+        _print_summary(result)
+    if result.ok:
+        return EXIT_OK
+    return EXIT_INVALID if result.input_error else EXIT_FAILED
+
+
+def _connect(address: str | None) -> None:
+    """Join the given cluster, or start an embedded local Ray instance."""
+    import ray
+
+    # failed attempts leave outputs nobody fetches; the executor already reported them
+    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+
+
+def _print_summary(result: Any) -> None:
+    rows = result.data_stats.get("row_count")
+    print(f"job       {result.job_id}")
+    print(f"state     {result.state}  ({result.execution_time_s:.2f} s)")
+    if rows is not None:
+        print(f"rows      {rows} loaded in {result.data_stats.get('partitions')} partition(s)"
+              f", {int(result.metrics.get('result_rows', 0))} result rows")
+    print(f"run dir   {result.run_dir}")
+    for path in result.outputs:
+        print(f"output    {path}")
+    for warning in result.warnings:
+        print(f"warning   {warning}")
+    for error in result.errors:
+        print(f"error     [{error.get('category')}] {error.get('message')}")
+
+
+class _Progress:
+    """A live table of the job's steps in the terminal (rich)."""
+
+    def __init__(self, job_id: str) -> None:
+        from rich.console import Console
+        from rich.live import Live
+
+        self.job_id = job_id
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.live = Live(self._table(), console=Console(), refresh_per_second=8, transient=False)
+
+    def start(self) -> None:
+        self.live.start()
+
+    def stop(self) -> None:
+        self.live.update(self._table())
+        self.live.stop()
+
+    def on_event(self, event: Any) -> None:
+        if event.step is None:
+            return
+        row = self.steps.setdefault(event.step, {"state": "pending", "tasks": "", "t0": None,
+                                                 "elapsed": None, "retries": 0})
+        if event.event_type == "step_started":
+            row.update(state="running", tasks=str(event.data.get("tasks", "")),
+                       t0=time.monotonic())
+        elif event.event_type == "step_succeeded":
+            row.update(state="done", elapsed=event.data.get("duration_s"))
+        elif event.event_type == "step_failed":
+            row["state"] = "failed"
+        elif event.event_type == "step_skipped":
+            row["state"] = "skipped"
+        elif event.event_type == "task_retry":
+            row["retries"] += 1
+            row["state"] = "retrying"
+        self.live.update(self._table())
+
+    def _table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"raysight job {self.job_id}", expand=False)
+        for column in ("step", "state", "tasks", "retries", "time"):
+            table.add_column(column)
+        colours = {"done": "green", "failed": "red", "running": "yellow", "retrying": "magenta",
+                   "skipped": "dim"}
+        for name, row in self.steps.items():
+            elapsed = row["elapsed"]
+            if elapsed is None and row["t0"] is not None:
+                elapsed = time.monotonic() - row["t0"]
+            state = row["state"]
+            table.add_row(name, f"[{colours.get(state, 'white')}]{state}[/]", row["tasks"],
+                          str(row["retries"] or ""), f"{elapsed:.2f} s" if elapsed else "")
+        return table
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

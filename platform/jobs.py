@@ -1,0 +1,301 @@
+"""The job spec (DESIGN.md §4): pydantic models assembled from the plugin registries.
+
+A spec is loaded from YAML or JSON (or built in Python), validated strictly (unknown keys are
+rejected, every error names the field path), and turned into a workflow by
+:mod:`raysight.pipeline`. ``raysight schema`` prints the JSON Schema.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import posixpath
+import re
+import uuid
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from raysight import registry
+from raysight.errors import InputError
+from raysight.resources import parse_bytes
+
+SPEC_VERSION = 1
+PIPELINE_STEPS = ("load", "preprocess", "analyze", "results", "notify", "complete")
+StepName = Literal["load", "preprocess", "analyze", "results", "notify", "complete"]
+#: retries after the first attempt, per pipeline step (seed §14 error handler)
+DEFAULT_STEP_RETRIES = {"load": 5, "preprocess": 3, "analyze": 2, "results": 2, "notify": 3,
+                        "complete": 1}
+RESERVED_OUTPUTS = {"result.json", "events.jsonl"}
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+class SpecError(InputError):
+    """The job spec (or a file it names) is invalid; the message lists every problem."""
+
+    category = "invalid_spec"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ResourceSpec(_Strict):
+    """Ray resources for every task of one pipeline step."""
+
+    num_cpus: float | None = Field(default=None, ge=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+    memory: int | str | None = Field(default=None, description="bytes, or a size like '2GiB'")
+    resources: dict[str, float] | None = None
+
+    @model_validator(mode="after")
+    def _memory_is_a_size(self) -> ResourceSpec:
+        if self.memory is not None:
+            try:
+                parse_bytes(self.memory)
+            except InputError as err:
+                raise ValueError(str(err)) from None
+        return self
+
+
+class RetrySpec(_Strict):
+    """Exponential backoff between retries: initial_s * multiplier**(n-1), capped, + jitter."""
+
+    initial_s: float = Field(default=1.0, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    max_s: float = Field(default=60.0, ge=0)
+    jitter: float = Field(default=0.1, ge=0, le=1)
+
+
+class FaultSpec(_Strict):
+    """An injected failure (tests, chaos drills): the step fails its first `times` attempts."""
+
+    step: str = Field(description="a pipeline step or sub-step, e.g. analyze or load.plan")
+    error: Literal["transient", "permanent", "delay", "crash"] = "transient"
+    times: int = Field(default=1, ge=1)
+    delay_s: float = Field(default=0.0, ge=0)
+    partition: int | None = Field(default=None, ge=0)
+
+
+class ExecutionSpec(_Strict):
+    """How the job runs: time limits, retries, injected faults."""
+
+    timeout_s: float = Field(default=1800.0, gt=0, description="whole-job time limit (seed: 30 min)")
+    max_retries: int | None = Field(default=None, ge=0,
+                                    description="cap on every step's retries (default per step)")
+    step_timeouts_s: dict[StepName, float] = Field(default_factory=dict)
+    retry: RetrySpec = Field(default_factory=RetrySpec)
+    checkpoint: bool = Field(default=False, description="persist step outputs (not yet available)")
+    faults: list[FaultSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _positive_timeouts(self) -> ExecutionSpec:
+        for name, seconds in self.step_timeouts_s.items():
+            if seconds <= 0:
+                raise ValueError(f"step_timeouts_s.{name} must be > 0, got {seconds}")
+        return self
+
+
+class JobSpecBase(_Strict):
+    """Fields every job has; source/preprocessing/analysis/... come from the registries."""
+
+    version: Literal[1] = SPEC_VERSION
+    job_id: str | None = Field(default=None, description="default job_<uuid4>; templates {date} "
+                               "{timestamp} {uuid}")
+    user_id: str = "anonymous"
+    priority: int = Field(default=50, ge=0, le=100)
+    description: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+    execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
+    resources: dict[StepName, ResourceSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_outputs(self) -> JobSpecBase:
+        seen: dict[str, int] = {}
+        for i, export in enumerate(getattr(self, "exports", [])):
+            path = export.path or _default_export_name(export)
+            problem = _export_path_problem(path)
+            if problem:
+                raise ValueError(f"exports[{i}].path: {path!r} {problem}")
+            norm = posixpath.normpath(path)
+            if norm in seen:
+                raise ValueError(f"exports[{i}].path: {path!r} is also written by exports[{seen[norm]}]")
+            seen[norm] = i
+        if self.job_id is not None:
+            render_job_id(self.job_id)  # raises on a bad template
+        return self
+
+
+def _default_export_name(export: Any) -> str:
+    plugin = registry.exporters.get(export.format)
+    return f"{'report' if export.format == 'html' else 'analysis'}{plugin.extension}"
+
+
+def export_path(export: Any) -> str:
+    """The run-directory-relative path an export writes."""
+    return posixpath.normpath(export.path or _default_export_name(export))
+
+
+def _export_path_problem(path: str) -> str | None:
+    if not path or path.strip() != path:
+        return "is empty or has surrounding spaces"
+    if "://" in path or path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+        return "must be a path relative to the run directory"
+    norm = posixpath.normpath(path.replace("\\", "/"))
+    if norm == ".." or norm.startswith("../") or norm == ".":
+        return "escapes the run directory"
+    if norm in RESERVED_OUTPUTS or norm.startswith(".staging"):
+        return "is reserved for raysight's own files"
+    return None
+
+
+def _union(configs: list[type], discriminator: str) -> Any:
+    if len(configs) == 1:
+        return configs[0]
+    return Annotated[Union[tuple(configs)], Field(discriminator=discriminator)]  # noqa: UP007
+
+
+@functools.cache
+def spec_model() -> type[JobSpecBase]:
+    """The JobSpec model for the plugins installed now (built once per process)."""
+    source = _union(registry.connectors.configs(), "type")
+    op = _union(registry.preprocessors.configs(), "op")
+    analysis = _union(registry.analyses.configs(), "type")
+    chart = _union(registry.charts.configs(), "type")
+    export = _union(registry.exporters.configs(), "format")
+    notify = _union(registry.notifiers.configs(), "channel")
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        "JobSpec",
+        __base__=JobSpecBase,
+        __doc__="A raysight analysis job.",
+        source=(source, ...),
+        preprocessing=(list[op], Field(default_factory=list)),  # type: ignore[valid-type]
+        analysis=(analysis, ...),
+        visualizations=(list[chart], Field(default_factory=list)),  # type: ignore[valid-type]
+        exports=(list[export], Field(default_factory=list)),  # type: ignore[valid-type]
+        notifications=(list[notify], Field(default_factory=list)),  # type: ignore[valid-type]
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """JSON Schema of the job spec, for editors and validation elsewhere."""
+    return spec_model().model_json_schema()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def parse_spec(data: Any, source: str = "spec") -> Any:
+    """Validate a dict into a JobSpec; raises SpecError naming every bad field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
+    try:
+        return spec_model().model_validate(data)
+    except ValidationError as err:
+        raise SpecError(f"{source}: invalid job spec\n" + format_errors(err, data),
+                        errors=[_loc(e["loc"], data) for e in err.errors()]) from None
+
+
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """Read a YAML or JSON spec file, apply ``KEY=VALUE`` overrides, validate."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"spec file not found: {path}", path=str(path)) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
+        raise SpecError(f"cannot read spec file {path}: {err}", path=str(path)) from None
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise SpecError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                        f"{err}", path=str(path)) from None
+    if isinstance(data, dict):
+        for item in overrides:
+            apply_override(data, item)
+    return parse_spec(data, str(path))
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set ``a.b[0].c=value`` (or ``a.b.0.c=value``) in a spec dict; value parsed as YAML."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set priority=70")
+    parts = [p for p in re.split(r"\.|\[(\d+)\]", key.strip()) if p]
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        value = raw
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(f"--set {key}: no item {part} in {'.'.join(parts[:i]) or 'spec'}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise SpecError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping or list")
+
+
+def format_errors(err: ValidationError, data: Any) -> str:
+    lines = []
+    for e in err.errors():
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        value = e.get("input")
+        shown = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(value, (dict, list)) \
+            else f" (got {value!r})"
+        lines.append(f"  {_loc(e['loc'], data)}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def _loc(loc: tuple[Any, ...], data: Any) -> str:
+    """Dotted field path, without pydantic's union-tag segments: ``analysis.metrics[0].q``."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+            continue
+        if isinstance(node, dict) and part not in node and part in _tags(node):
+            continue  # a discriminated-union tag, not a key of the data
+        out += f".{part}" if out else str(part)
+        node = node.get(part) if isinstance(node, dict) else None
+    return out or "spec"
+
+
+def _tags(node: dict[str, Any]) -> set[str]:
+    return {str(node[k]) for k in ("type", "op", "format", "channel") if k in node}
+
+
+def render_job_id(template: str | None, now: dt.datetime | None = None) -> str:
+    """The job id for a run: ``job_<uuid4>`` by default, or the template rendered with
+    ``{date}`` (YYYY-MM-DD), ``{timestamp}`` (YYYYMMDDTHHMMSS) and ``{uuid}``."""
+    if template is None:
+        return f"job_{uuid.uuid4()}"
+    now = now or dt.datetime.now(dt.UTC)
+    values = {"date": now.strftime("%Y-%m-%d"), "timestamp": now.strftime("%Y%m%dT%H%M%S"),
+              "uuid": str(uuid.uuid4())}
+    try:
+        job_id = template.format(**values)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ValueError(f"job_id template {template!r}: unknown or bad placeholder {err}; "
+                         "use {date}, {timestamp} or {uuid}") from None
+    if not _JOB_ID.fullmatch(job_id):
+        raise ValueError(f"job_id {job_id!r} may only contain letters, digits, '.', '_' and '-' "
+                         "(it names the run directory)")
+    return job_id
