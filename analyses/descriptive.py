@@ -1,0 +1,371 @@
+"""Descriptive statistics per column, exact across partitions.
+
+For every column: count (non-null), null_count, n_unique (distinct non-null values), and for
+integer and float columns mean, sample std (ddof=1), min, q1, median, q3 and max, quartiles by
+linear interpolation (as Polars ``quantile(q, "linear")`` and numpy's default)::
+
+    result = Descriptive(Descriptive.Config(columns=["amount"])).run(df)
+    result.table            # one row per column
+    result.summary["columns"]["amount"]["median"]
+
+Distributed, ``partial`` keeps per column the moments (count, sum, mean, M2, min, max) and the
+value counts, so ``combine`` merges variances with Chan's formula and computes quartiles and
+n_unique exactly from the merged counts. The value counts of a column are as large as its
+number of distinct values.
+
+The module also holds the column helpers the other kernels share (``require_columns``,
+``is_numeric``, ``value_counts``, ``quantile_from_counts``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import difflib
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+from pydantic import Field, field_validator
+
+from raysight.errors import InputError
+from raysight.plugins import Analysis, AnalysisResult, PluginConfig
+
+__all__ = [
+    "Descriptive",
+    "DescriptiveConfig",
+    "as_frame",
+    "is_numeric",
+    "merge_value_counts",
+    "quantile_from_counts",
+    "require_columns",
+    "stack",
+    "value_counts",
+]
+
+#: the float statistics of the result table, in column order after count/null_count/n_unique
+FLOAT_STATS = ("mean", "std", "min", "q1", "median", "q3", "max")
+QUARTILES = (0.25, 0.5, 0.75)
+_STATE_KEYS = ("count", "null_count", "min", "max", "sum", "mean", "m2")
+
+RESULT_SCHEMA = pl.Schema(
+    {
+        "column": pl.String,
+        "dtype": pl.String,
+        "count": pl.Int64,
+        "null_count": pl.Int64,
+        "n_unique": pl.Int64,
+        **dict.fromkeys(FLOAT_STATS, pl.Float64),
+    }
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Column helpers shared by the kernels
+
+
+def require_columns(
+    available: Sequence[str], wanted: Iterable[str], *, what: str = "column"
+) -> None:
+    """Raise InputError naming the first wanted column that is not in ``available``."""
+    present = set(available)
+    missing = [c for c in dict.fromkeys(wanted) if c not in present]
+    if not missing:
+        return
+    name = missing[0]
+    listed = ", ".join(available[:30]) + (", ..." if len(available) > 30 else "")
+    message = f"{what} {name!r} not found; available: {listed or '(none)'}"
+    hint = difflib.get_close_matches(name, list(available), n=1)
+    if hint:
+        message += f" (did you mean {hint[0]!r}?)"
+    raise InputError(message, column=name, missing=missing, available=list(available))
+
+
+def is_numeric(dtype: pl.DataType) -> bool:
+    """True for integer and float dtypes (booleans and decimals are not numeric here)."""
+    return dtype.is_integer() or dtype.is_float()
+
+
+def _orderable(dtype: pl.DataType) -> bool:
+    """Whether min/max are meaningful (booleans are excluded, as for the other stats)."""
+    return (
+        is_numeric(dtype)
+        or dtype.is_temporal()
+        or dtype.is_decimal()
+        or isinstance(dtype, (pl.String, pl.Categorical, pl.Enum))
+    )
+
+
+def _comparable(column: str, dtype: pl.DataType) -> pl.Expr:
+    # categories compare lexically, as their strings
+    col = pl.col(column)
+    return col.cast(pl.String) if isinstance(dtype, (pl.Categorical, pl.Enum)) else col
+
+
+def value_counts(df: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Distinct non-null values of a column with their counts (columns ``value``, ``count``)."""
+    return (
+        df.lazy()
+        .select(_comparable(column, df.schema[column]).alias("value"))
+        .drop_nulls()
+        .group_by("value")
+        .agg(pl.len().cast(pl.Int64).alias("count"))
+        .collect()
+    )
+
+
+def as_frame(table: pa.Table | pl.DataFrame) -> pl.DataFrame:
+    """A Polars DataFrame over an Arrow table (zero-copy where the types allow)."""
+    if isinstance(table, pl.DataFrame):
+        return table
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def stack(tables: Sequence[pa.Table | pl.DataFrame]) -> pl.DataFrame:
+    """Tables of the same columns one below the other (dtypes widened where they differ)."""
+    return pl.concat([as_frame(t) for t in tables], how="vertical_relaxed")
+
+
+def merge_value_counts(tables: Sequence[pa.Table | pl.DataFrame]) -> pl.DataFrame:
+    """Value counts of several partitions, summed per value and sorted by value."""
+    return stack(tables).group_by("value").agg(pl.col("count").sum()).sort("value")
+
+
+def quantile_from_counts(
+    values_sorted: np.ndarray, counts: np.ndarray, q: float | Sequence[float] | np.ndarray
+) -> Any:
+    """The q-quantile(s), by linear interpolation, of data given as sorted distinct values.
+
+    ``counts[i]`` copies of ``values_sorted[i]`` form the data (n values in all); the quantile
+    lies at position ``(n - 1) * q`` of the sorted data, between the values at its floor and
+    ceiling, as Polars ``quantile(q, "linear")`` and ``numpy.quantile``. Returns a float for a
+    scalar ``q``, else an array. Raises ValueError when there are no values.
+
+    >>> quantile_from_counts(np.array([1.0, 2.0, 10.0]), np.array([2, 1, 1]), 0.5)
+    1.5
+    """
+    values = np.asarray(values_sorted, dtype=np.float64)
+    cumulative = np.cumsum(np.asarray(counts, dtype=np.int64))
+    n = int(cumulative[-1]) if cumulative.size else 0
+    if n == 0:
+        raise ValueError("quantile of no values")
+    qs = np.asarray(q, dtype=np.float64)
+    if np.any((qs < 0) | (qs > 1)) or np.any(np.isnan(qs)):
+        raise ValueError(f"quantile must be in [0, 1], got {q!r}")
+    position = (n - 1) * qs
+    lower, upper = np.floor(position), np.ceil(position)
+    # the value at sorted position p is the first distinct value whose cumulative count exceeds p
+    v_lower = values[np.searchsorted(cumulative, lower.astype(np.int64), side="right")]
+    v_upper = values[np.searchsorted(cumulative, upper.astype(np.int64), side="right")]
+    with np.errstate(invalid="ignore"):
+        result = np.where(
+            lower == upper, v_lower, v_lower + (position - lower) * (v_upper - v_lower)
+        )
+    return float(result) if result.ndim == 0 else result
+
+
+# ---------------------------------------------------------------------------------------------
+# Config and kernel
+
+
+class DescriptiveConfig(PluginConfig):
+    """Which columns to describe."""
+
+    type: Literal["descriptive"] = "descriptive"
+    #: columns to describe, in this order; None means every column, in schema order
+    columns: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("columns")
+    @classmethod
+    def _no_duplicates(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            duplicates = sorted({v for v in value if value.count(v) > 1})
+            if duplicates:
+                raise ValueError(f"columns lists {', '.join(map(repr, duplicates))} more than once")
+        return value
+
+
+class Descriptive(Analysis[DescriptiveConfig]):
+    """One row of statistics per column, plus a JSON-ready summary.
+
+    Result table columns: ``column``, ``dtype`` (the Polars dtype as text), ``count``,
+    ``null_count``, ``n_unique`` (Int64) and ``mean``, ``std``, ``min``, ``q1``, ``median``,
+    ``q3``, ``max`` (Float64; null for non-numeric columns, for columns without values, and
+    ``std`` for fewer than two values). The summary repeats the statistics per column with
+    ``min``/``max`` as JSON values of the column's own type (exact integers, strings, ISO
+    dates), for strings and dates too; NaN and infinities become None there.
+    """
+
+    name: ClassVar[str] = "descriptive"
+    Config = DescriptiveConfig
+
+    def required_columns(self) -> list[str]:
+        return list(self.config.columns or [])
+
+    def _columns(self, schema: pl.Schema) -> list[str]:
+        names = list(schema.names())
+        if self.config.columns is None:
+            return names
+        require_columns(names, self.config.columns)
+        return list(self.config.columns)
+
+    # -- single partition ---------------------------------------------------------------------
+
+    def run(self, df: pl.DataFrame) -> AnalysisResult:
+        """Describe a whole table in memory with one Polars query."""
+        columns = self._columns(df.schema)
+        exprs: list[pl.Expr] = []
+        for i, c in enumerate(columns):
+            dtype = df.schema[c]
+            exprs += [
+                pl.col(c).count().cast(pl.Int64).alias(f"{i}:count"),
+                pl.col(c).null_count().cast(pl.Int64).alias(f"{i}:null_count"),
+                pl.col(c).drop_nulls().n_unique().cast(pl.Int64).alias(f"{i}:n_unique"),
+            ]
+            if _orderable(dtype):
+                value = _comparable(c, dtype)
+                exprs += [value.min().alias(f"{i}:min"), value.max().alias(f"{i}:max")]
+            if is_numeric(dtype):
+                x = pl.col(c).cast(pl.Float64)
+                exprs += [x.mean().alias(f"{i}:mean"), x.std().alias(f"{i}:std")]
+                exprs += [
+                    x.quantile(q, "linear").alias(f"{i}:{name}")
+                    for q, name in zip(QUARTILES, ("q1", "median", "q3"), strict=True)
+                ]
+        row = df.select(exprs).row(0, named=True) if exprs else {}
+        stats = []
+        for i, c in enumerate(columns):
+            entry = {"column": c, "dtype": df.schema[c]}
+            for key in ("count", "null_count", "n_unique", *FLOAT_STATS):
+                entry[key] = row.get(f"{i}:{key}")
+            stats.append(entry)
+        return _result(stats, df.height)
+
+    # -- distributed --------------------------------------------------------------------------
+
+    def partial(self, df: pl.DataFrame) -> dict[str, Any]:
+        """Mergeable state of one partition: moments, min/max and value counts per column."""
+        columns = self._columns(df.schema)
+        exprs: list[pl.Expr] = []
+        for i, c in enumerate(columns):
+            dtype = df.schema[c]
+            exprs += [
+                pl.col(c).count().cast(pl.Int64).alias(f"{i}:count"),
+                pl.col(c).null_count().cast(pl.Int64).alias(f"{i}:null_count"),
+            ]
+            if _orderable(dtype):
+                value = _comparable(c, dtype)
+                exprs += [value.min().alias(f"{i}:min"), value.max().alias(f"{i}:max")]
+            if is_numeric(dtype):
+                x = pl.col(c).cast(pl.Float64)
+                # integer sums stay exact (Int128), so the merged integer mean is correctly rounded
+                total = pl.col(c).cast(pl.Int128) if dtype.is_integer() else x
+                exprs += [
+                    total.sum().alias(f"{i}:sum"),
+                    x.mean().alias(f"{i}:mean"),
+                    ((x - x.mean()) ** 2).sum().alias(f"{i}:m2"),
+                ]
+        row = df.select(exprs).row(0, named=True) if exprs else {}
+        state: dict[str, Any] = {}
+        for i, c in enumerate(columns):
+            entry = {key: row[f"{i}:{key}"] for key in _STATE_KEYS if f"{i}:{key}" in row}
+            entry["dtype"] = df.schema[c]
+            entry["values"] = value_counts(df, c).to_arrow()
+            state[c] = entry
+        return {"row_count": df.height, "columns": state}
+
+    def combine(self, partials: list[dict[str, Any]]) -> AnalysisResult:
+        """Merge partition states: Chan's formula for variance, exact quartiles from counts."""
+        if not partials:
+            raise ValueError("combine needs the state of at least one partition")
+        columns = list(partials[0]["columns"])
+        for p in partials[1:]:
+            if list(p["columns"]) != columns:
+                other = [c for c in p["columns"] if c not in columns] or [
+                    c for c in columns if c not in p["columns"]
+                ]
+                raise InputError(
+                    f"partitions have different columns: {other[0]!r} is not in every partition",
+                    column=other[0],
+                )
+        stats = [_merge_column(c, [p["columns"][c] for p in partials]) for c in columns]
+        return _result(stats, sum(p["row_count"] for p in partials))
+
+
+def _merge_column(column: str, states: list[dict[str, Any]]) -> dict[str, Any]:
+    dtype = next((s["dtype"] for s in states if s["dtype"] != pl.Null), states[0]["dtype"])
+    count = sum(s["count"] for s in states)
+    counts = merge_value_counts([s["values"] for s in states])
+    entry: dict[str, Any] = {
+        "column": column,
+        "dtype": dtype,
+        "count": count,
+        "null_count": sum(s["null_count"] for s in states),
+        "n_unique": counts.height,
+        **dict.fromkeys(FLOAT_STATS),
+    }
+    if _orderable(dtype):
+        mins = pl.Series([s.get("min") for s in states], dtype=counts.schema["value"])
+        maxs = pl.Series([s.get("max") for s in states], dtype=counts.schema["value"])
+        entry["min"], entry["max"] = mins.min(), maxs.max()
+    if not is_numeric(dtype) or count == 0:
+        return entry
+    live = [s for s in states if s["count"] > 0]
+    total = sum(s["sum"] for s in live) if dtype.is_integer() else np.sum([s["sum"] for s in live])
+    entry["mean"] = total / count
+    if count > 1:
+        n = np.array([s["count"] for s in live], dtype=np.float64)
+        means = np.array([s["mean"] for s in live], dtype=np.float64)
+        m2 = np.array([s["m2"] for s in live], dtype=np.float64)
+        grand = np.sum(n * means) / count
+        # Chan et al.: M2 = sum of the partitions' M2 + sum n_i (mean_i - mean)^2
+        entry["std"] = math.sqrt((np.sum(m2) + np.sum(n * (means - grand) ** 2)) / (count - 1))
+    quartiles = quantile_from_counts(
+        counts.get_column("value").cast(pl.Float64).to_numpy(),
+        counts.get_column("count").to_numpy(),
+        QUARTILES,
+    )
+    entry["q1"], entry["median"], entry["q3"] = (float(v) for v in quartiles)
+    return entry
+
+
+def _result(stats: list[dict[str, Any]], row_count: int) -> AnalysisResult:
+    """The result table and summary from per-column statistics (min/max in the column type)."""
+    rows = []
+    summary: dict[str, Any] = {}
+    for entry in stats:
+        numeric = is_numeric(entry["dtype"])
+        row = {k: entry[k] for k in ("count", "null_count", "n_unique")}
+        for key in FLOAT_STATS:
+            value = entry.get(key)
+            row[key] = float(value) if numeric and value is not None else None
+        rows.append({"column": entry["column"], "dtype": str(entry["dtype"]), **row})
+        summary[entry["column"]] = {
+            "dtype": str(entry["dtype"]),
+            **{k: entry[k] for k in ("count", "null_count", "n_unique")},
+            **{k: _json_value(entry.get(k)) for k in FLOAT_STATS},
+        }
+    table = pl.DataFrame(rows, schema=RESULT_SCHEMA)
+    return AnalysisResult(
+        kind="descriptive",
+        table=table.to_arrow(),
+        summary={"columns": summary, "row_count": row_count, "column_count": len(stats)},
+    )
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON-ready scalar: non-finite floats become None, dates ISO strings."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (dt.date, dt.time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, (dt.timedelta, decimal.Decimal)):
+        return str(value)
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
