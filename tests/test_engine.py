@@ -102,16 +102,16 @@ def test_parallel_runs_branches_on_the_same_input_in_declaration_order():
 
 
 @step
-def sleep_one(x):
-    time.sleep(1.0)
-    return x
+def sleep_interval(x):
+    start = time.time()
+    time.sleep(3.0)  # longer than a new worker process takes to start
+    return start, time.time()
 
 
 def test_parallel_branches_run_concurrently():
-    started = time.monotonic()
-    run(source >> parallel(sleep_one, sleep_one))
-    # two 1 s steps on a 2-CPU cluster overlap; sequential would take 2 s or more
-    assert time.monotonic() - started < 1.9
+    (a_start, a_end), (b_start, b_end) = run(source >> parallel(sleep_interval,
+                                                                sleep_interval))[0]
+    assert a_start < b_end and b_start < a_end  # the two intervals overlap
 
 
 @step
