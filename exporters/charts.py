@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 import plotly.graph_objects as go
 import polars as pl
 from pydantic import Field
+
 from raysight.errors import InputError
 from raysight.plugins import AnalysisResult, Chart, PluginConfig
 

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 from polars.datatypes import DataTypeClass
 from pydantic import Field, field_validator
+
 from raysight.errors import (
     InputError,
     PermanentError,

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import ConfigDict, Field, field_validator
+
 from raysight.errors import PermanentError, TransientError
 from raysight.exporters.files import jsonable_value
 from raysight.plugins import Notifier, PluginConfig

@@ -20,6 +20,7 @@ import jinja2
 import plotly.io as pio
 from markupsafe import Markup
 from pydantic import Field
+
 from raysight.errors import SerializationError
 from raysight.exporters.files import OutputPath, jsonable_value, open_output, to_jsonable
 from raysight.plugins import Exporter, PluginConfig, ReportContext

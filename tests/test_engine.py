@@ -6,13 +6,19 @@ import time
 
 import pytest
 import ray
+from conftest import job_tasks
 
-from raysight.errors import Cancelled, PermanentError, ResourceExhausted, StepTimeout, TransientError
+from raysight.errors import (
+    Cancelled,
+    PermanentError,
+    ResourceExhausted,
+    StepTimeout,
+    TransientError,
+)
 from raysight.events import EventLog, Observers
 from raysight.executor import Executor, Fault, Partitions, RunContext, fetch
 from raysight.retry import Fixed, RetryPolicy
 from raysight.workflow import Pass, branch, parallel, step
-from conftest import job_tasks
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

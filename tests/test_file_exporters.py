@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
+
 from raysight.errors import InputError, PermanentError, SerializationError
 from raysight.exporters.files import (
     CsvExporter,

@@ -11,6 +11,7 @@ import pyarrow as pa
 import pytest
 from plotly.offline import get_plotlyjs
 from pydantic import ValidationError
+
 from raysight.exporters.charts import BarChart, PieChart
 from raysight.exporters.report import HtmlReportExporter, format_cell
 from raysight.plugins import AnalysisResult, ReportContext

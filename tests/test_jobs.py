@@ -7,9 +7,16 @@ import re
 
 import pytest
 import yaml
-
 from conftest import EXAMPLES
-from raysight.jobs import SpecError, apply_override, json_schema, load_spec, parse_spec, render_job_id
+
+from raysight.jobs import (
+    SpecError,
+    apply_override,
+    json_schema,
+    load_spec,
+    parse_spec,
+    render_job_id,
+)
 
 
 def minimal(**changes):

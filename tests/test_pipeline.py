@@ -10,9 +10,9 @@ import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from conftest import EXAMPLES, job_tasks
 from polars.testing import assert_frame_equal
 
-from conftest import EXAMPLES, job_tasks
 from raysight.jobs import load_spec, parse_spec
 from raysight.pipeline import AnalysisJob
 
@@ -204,7 +204,8 @@ def test_the_whole_job_timeout_applies(tmp_path):
 
 
 def test_a_failed_job_leaves_no_export_files(tmp_path):
-    spec = job_spec(exports=[{"format": "csv", "path": "a.csv"}, {"format": "json", "path": "b.json"}],
+    spec = job_spec(exports=[{"format": "csv", "path": "a.csv"},
+                             {"format": "json", "path": "b.json"}],
                     notifications=[{"channel": "webhook", "url": "http://127.0.0.1:9/x"}],
                     execution={"retry": FAST_RETRY,
                                "faults": [{"step": "notify", "error": "permanent"}]})

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from pydantic import ValidationError
+
 from raysight.errors import PermanentError, TransientError
 from raysight.exporters.notify import WebhookNotifier, redact
 from raysight.registry import notifiers
