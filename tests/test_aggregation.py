@@ -8,7 +8,6 @@ hence the data-scaled absolute tolerances in ``assert_frames_match``.
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import duckdb
@@ -19,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from strategies import frames, split
 
 from raysight.analyses.aggregation import Aggregation, Metric
 from raysight.errors import InputError
@@ -46,25 +46,9 @@ strings = st.one_of(st.none(), st.sampled_from(["Zürich", "東京", "", "x"]), 
 COLUMNS = {"city": cities, "code": codes, "flag": flags, "i": ints, "f": floats, "s": strings}
 
 
-@st.composite
-def tables(draw: st.DrawFn, max_rows: int = 30) -> pl.DataFrame:
+def tables(max_rows: int = 30) -> st.SearchStrategy[pl.DataFrame]:
     """Tables with null keys, all-null groups, unicode and empty strings; sometimes empty."""
-    n = draw(st.integers(0, max_rows))
-    data = {
-        name: draw(st.lists(values, min_size=n, max_size=n)) for name, values in COLUMNS.items()
-    }
-    return pl.DataFrame(data, schema=SCHEMA)
-
-
-@st.composite
-def split(draw: st.DrawFn, df: pl.DataFrame) -> list[pl.DataFrame]:
-    """The rows of ``df`` shuffled into 1-5 partitions, some possibly empty."""
-    k = draw(st.integers(1, 5))
-    order = draw(st.permutations(range(df.height)))
-    shuffled = df.select(pl.all().gather(pl.Series(order, dtype=pl.UInt32)))
-    cuts = sorted(draw(st.lists(st.integers(0, df.height), min_size=k - 1, max_size=k - 1)))
-    bounds = [0, *cuts, df.height]
-    return [shuffled.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
+    return frames(COLUMNS, SCHEMA, max_rows)
 
 
 def metric(function: str, column: str | None = None, q: float | None = None) -> Metric:

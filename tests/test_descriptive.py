@@ -8,7 +8,6 @@ agreement is bounded by rounding at the data's magnitude (data-scaled absolute t
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 import json
 import math
 
@@ -18,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from strategies import frames, split
 
 from raysight.analyses.descriptive import Descriptive, DescriptiveConfig, quantile_from_counts
 from raysight.errors import InputError
@@ -35,24 +35,8 @@ NUMERIC = ("i", "f", "u")
 FLOAT_STATS = ["mean", "std", "min", "q1", "median", "q3", "max"]
 
 
-@st.composite
-def tables(draw: st.DrawFn, max_rows: int = 30) -> pl.DataFrame:
-    n = draw(st.integers(0, max_rows))
-    data = {
-        name: draw(st.lists(values, min_size=n, max_size=n)) for name, values in COLUMNS.items()
-    }
-    return pl.DataFrame(data, schema=SCHEMA)
-
-
-@st.composite
-def split(draw: st.DrawFn, df: pl.DataFrame) -> list[pl.DataFrame]:
-    """The rows of ``df`` shuffled into 1-5 partitions, some possibly empty."""
-    k = draw(st.integers(1, 5))
-    order = draw(st.permutations(range(df.height)))
-    shuffled = df.select(pl.all().gather(pl.Series(order, dtype=pl.UInt32)))
-    cuts = sorted(draw(st.lists(st.integers(0, df.height), min_size=k - 1, max_size=k - 1)))
-    bounds = [0, *cuts, df.height]
-    return [shuffled.slice(a, b - a) for a, b in itertools.pairwise(bounds)]
+def tables(max_rows: int = 30) -> st.SearchStrategy[pl.DataFrame]:
+    return frames(COLUMNS, SCHEMA, max_rows)
 
 
 def describe() -> Descriptive:
