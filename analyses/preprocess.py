@@ -90,7 +90,7 @@ class DropMissing(Preprocessor[DropMissingConfig]):
     name: ClassVar[str] = "drop_missing"
     Config = DropMissingConfig
 
-    def apply(self, df: pl.DataFrame, stats: Any = None) -> pl.DataFrame:
+    def apply(self, df: pl.DataFrame, stats: Any = None, *, partition: int = 0) -> pl.DataFrame:
         columns = self.config.columns or df.columns
         require_columns(df.columns, columns)
         if not columns:
@@ -219,7 +219,7 @@ class FillMissing(Preprocessor[FillMissingConfig]):
 
     # -- transform ----------------------------------------------------------------------------
 
-    def apply(self, df: pl.DataFrame, stats: Any = None) -> pl.DataFrame:
+    def apply(self, df: pl.DataFrame, stats: Any = None, *, partition: int = 0) -> pl.DataFrame:
         """Fill nulls; without ``stats`` a statistic is computed from ``df`` alone."""
         self._check(df.schema)
         if self.config.method == "constant":
@@ -306,7 +306,7 @@ class FilterRows(Preprocessor[FilterRowsConfig]):
     name: ClassVar[str] = "filter_rows"
     Config = FilterRowsConfig
 
-    def apply(self, df: pl.DataFrame, stats: Any = None) -> pl.DataFrame:
+    def apply(self, df: pl.DataFrame, stats: Any = None, *, partition: int = 0) -> pl.DataFrame:
         condition = self.config.condition
         expr = pl.sql_expr(condition)
         assert isinstance(expr, pl.Expr)
@@ -343,7 +343,7 @@ class SelectColumns(Preprocessor[SelectColumnsConfig]):
     name: ClassVar[str] = "select_columns"
     Config = SelectColumnsConfig
 
-    def apply(self, df: pl.DataFrame, stats: Any = None) -> pl.DataFrame:
+    def apply(self, df: pl.DataFrame, stats: Any = None, *, partition: int = 0) -> pl.DataFrame:
         require_columns(df.columns, self.config.columns)
         if self.config.include:
             return df.select(self.config.columns)

@@ -96,11 +96,13 @@ def _conform(table: pa.Table, ctx: Any) -> pa.Table:
     return conform(table, ctx.params["schema"])
 
 
-def _apply_ops(table: pa.Table, *stats: Any, ops: list[Any]) -> pa.Table:
+def _apply_ops(table: pa.Table, *stats: Any, ops: list[Any], ctx: Any) -> pa.Table:
+    """Apply preprocessing operations to one partition; the first may come with the merged
+    statistics of the whole column."""
     df = pl.from_arrow(table)
     assert isinstance(df, pl.DataFrame)
     for i, op in enumerate(ops):
-        df = op.apply(df, stats[0] if (i == 0 and stats) else None)
+        df = op.apply(df, stats[0] if (i == 0 and stats) else None, partition=ctx.partition or 0)
     return df.to_arrow()
 
 

@@ -83,8 +83,12 @@ class Preprocessor(Plugin[ConfigT]):
 
     Row-local operations only implement ``apply``. Operations that need statistics of the whole
     column (a mean to fill with) set ``needs_stats = True``: ``partial_stats`` runs per
-    partition, ``merge_stats`` combines the partial results, and ``apply`` receives the merged
-    statistics, so every partition is transformed with the same numbers.
+    partition, ``merge_stats`` combines the partial results (given in partition order), and
+    ``apply`` receives the merged statistics, so every partition is transformed with the same
+    numbers. ``partition`` is the index of the partition being transformed (partitions keep the
+    source's row order), for operations whose result depends on what came before (a forward
+    fill carries the last value of the previous partitions) or that need a per-partition seed.
+    ``apply(df)`` without statistics treats ``df`` as the whole table (notebook use).
     """
 
     needs_stats: ClassVar[bool] = False
@@ -95,7 +99,7 @@ class Preprocessor(Plugin[ConfigT]):
     def merge_stats(self, partials: list[Any]) -> Any:
         return None
 
-    def apply(self, df: pl.DataFrame, stats: Any = None) -> pl.DataFrame:
+    def apply(self, df: pl.DataFrame, stats: Any = None, *, partition: int = 0) -> pl.DataFrame:
         raise NotImplementedError
 
 
@@ -119,7 +123,16 @@ class Analysis(Plugin[ConfigT]):
     table or small dict); ``combine`` merges the partial states of all partitions. ``run`` is
     the single-partition fast path and the notebook entry point (a whole table in memory).
     The result must equal the single-process Polars answer.
+
+    Kernels that need all rows of a group together (exact median per group, top-k) may instead
+    take the shuffle path: ``shuffle_keys`` names the keys, ``shard`` hash-splits one partition
+    into ``n`` tables by those keys (rows with equal keys always land in the same shard),
+    ``reduce_shard`` computes the exact answer for one shard (all rows of its groups), and
+    ``finish`` puts the shard answers together (concatenate, order, filter).
     """
+
+    #: True when ``combine`` is associative over partial states (a tree reduce is possible)
+    mergeable: ClassVar[bool] = True
 
     def partial(self, df: pl.DataFrame) -> Any:
         raise NotImplementedError
@@ -133,6 +146,21 @@ class Analysis(Plugin[ConfigT]):
     def required_columns(self) -> list[str]:
         """Columns the analysis reads (checked against the data before it runs)."""
         return []
+
+    # -- optional shuffle path ------------------------------------------------------------------
+
+    def shuffle_keys(self) -> list[str] | None:
+        """Keys to hash-partition by for the shuffle path; None to use partial/combine."""
+        return None
+
+    def shard(self, df: pl.DataFrame, n: int) -> list[pa.Table]:
+        raise NotImplementedError
+
+    def reduce_shard(self, tables: list[pa.Table]) -> pa.Table:
+        raise NotImplementedError
+
+    def finish(self, shards: list[pa.Table]) -> AnalysisResult:
+        raise NotImplementedError
 
 
 # ---------------------------------------------------------------------------------------------
