@@ -47,6 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY=VALUE")
 
+    resume = sub.add_parser("resume", help="finish an interrupted job from its checkpoints")
+    resume.add_argument("job_id")
+    resume.add_argument("--run-dir", default="runs")
+    resume.add_argument("--address", default=None)
+    resume.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="change an execution setting for the rest")
+    resume.add_argument("--quiet", action="store_true")
+    resume.add_argument("--json", action="store_true")
+
+    inspect = sub.add_parser("inspect", help="show state, steps and errors of a run")
+    inspect.add_argument("job_id")
+    inspect.add_argument("--run-dir", default="runs")
+    inspect.add_argument("--views", action="store_true",
+                         help="also write dag.mmd and timeline.html into the run directory")
+
     sub.add_parser("schema", help="print the JSON Schema of job specs")
     return parser
 
@@ -61,13 +76,21 @@ def main(argv: list[str] | None = None) -> int:
 
             print(json.dumps(json_schema(), indent=2))
             return EXIT_OK
+        if args.command == "inspect":
+            return _inspect(args)
+        if args.command == "resume":
+            from raysight.pipeline import AnalysisJob
+
+            return _run(AnalysisJob.resume(args.job_id, args.run_dir, args.overrides), args)
         from raysight.jobs import load_spec
 
         spec = load_spec(args.spec, args.overrides)
         if args.command == "validate":
             print(f"{args.spec}: valid ({spec.analysis.type} job, source {spec.source.type})")
             return EXIT_OK
-        return _run(spec, args)
+        from raysight.pipeline import AnalysisJob
+
+        return _run(AnalysisJob(spec, run_dir=args.run_dir), args)
     except InputError as err:
         print(f"raysight: error: {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -76,10 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(spec: Any, args: argparse.Namespace) -> int:
-    from raysight.pipeline import AnalysisJob
-
-    job = AnalysisJob(spec, run_dir=args.run_dir)
+def _run(job: Any, args: argparse.Namespace) -> int:
     _connect(args.address)
     observers = []
     progress = None
@@ -100,6 +120,22 @@ def _run(spec: Any, args: argparse.Namespace) -> int:
     if result.ok:
         return EXIT_OK
     return EXIT_INVALID if result.input_error else EXIT_FAILED
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from raysight.visualize import inspect_text, write_debug_views
+
+    run_dir = Path(args.run_dir) / args.job_id
+    path = run_dir / "result.json"
+    if not path.exists():
+        raise InputError(f"no finished run {args.job_id!r} under {args.run_dir} "
+                         f"({path} not found)", path=str(path))
+    result = json.loads(path.read_text(encoding="utf-8"))
+    print(inspect_text(result))
+    if args.views:
+        for name in write_debug_views(run_dir, None, result):
+            print(f"wrote     {run_dir / name}")
+    return EXIT_OK
 
 
 def _connect(address: str | None) -> None:

@@ -30,6 +30,7 @@ from ray.exceptions import (
     WorkerCrashedError,
 )
 
+from raysight.checkpoint import CheckpointStore
 from raysight.errors import (
     Cancelled,
     InputError,
@@ -57,6 +58,7 @@ from raysight.workflow import (
     TimeLimited,
     When,
 )
+from raysight.workflow import tasks as tasks_of
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,8 @@ class StepContext:
     params: dict[str, Any]
     attributes: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: the fencing token of the distributed lock held for this attempt (``with_lock``)
+    fencing_token: int | None = None
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -136,6 +140,15 @@ class RunContext:
     metrics: dict[str, float] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     cancel_events: tuple[threading.Event, ...] = field(default_factory=lambda: (threading.Event(),))
+    #: where step outputs are persisted; a store with a manifest resumes the run
+    checkpoints: CheckpointStore | None = None
+    #: stable per-plan keys of tasks (their position in the plan), for checkpoints
+    task_keys: dict[int, str] = field(default_factory=dict)
+    #: completed steps with a compensation, oldest first (saga)
+    completed: list[tuple[Task, Any]] = field(default_factory=list)
+
+    def key_of(self, task: Task) -> str:
+        return self.task_keys.get(id(task), task.name)
 
     def emit(self, event_type: str, step: str | None = None, **data: Any) -> None:
         self.observers.on_event(Event(event_type, self.job_id, step, data))
@@ -174,16 +187,63 @@ class StepOutcome:
 @ray.remote(num_returns=2)
 def _run_task(fn: Any, meta: dict[str, Any], *args: Any) -> tuple[dict[str, Any], Any]:
     """Runs one attempt of one step in a Ray worker; returns (report, output)."""
+    return _execute(fn, meta, args)
+
+
+@ray.remote
+class _StepActor:
+    """Runs the calls of an actor-mode step; a class is instantiated once per actor (load a
+    model, open a connection), a function is called as it is."""
+
+    def __init__(self, fn: Any) -> None:
+        self.fn = fn() if isinstance(fn, type) else fn
+
+    @ray.method(num_returns=2)
+    def run(self, meta: dict[str, Any], *args: Any) -> tuple[dict[str, Any], Any]:
+        return _execute(self.fn, meta, args)
+
+
+@ray.remote
+def _restore_task(store: Any, part: dict[str, Any]) -> Any:
+    """Loads one checkpointed partition into the object store."""
+    return store.read(part)
+
+
+@ray.remote
+def _compensate_task(fn: Any, meta: dict[str, Any], output: Any) -> None:
+    ctx = StepContext(meta["job_id"], meta["step"], 1, None, meta["params"])
+    if "ctx" in inspect.signature(fn).parameters:
+        fn(output, ctx=ctx)
+    else:
+        fn(output)
+
+
+def _execute(fn: Any, meta: dict[str, Any], args: tuple[Any, ...]) -> tuple[dict[str, Any], Any]:
     started = time.time()
     ctx = StepContext(meta["job_id"], meta["step"], meta["attempt"], meta["partition"],
                       meta["params"])
     _inject_faults(meta, ctx)
     call_args = _unpack(meta["layout"], args)
-    output = fn(*call_args, ctx=ctx) if meta["wants_ctx"] else fn(*call_args)
+    lock = meta.get("lock")
+    if lock is not None:
+        from raysight.lock import distributed_lock
+
+        with distributed_lock(lock.key, lease_s=lock.lease_s, timeout_s=lock.timeout_s) as lease:
+            ctx.fencing_token = lease.token
+            output = fn(*call_args, ctx=ctx) if meta["wants_ctx"] else fn(*call_args)
+    else:
+        output = fn(*call_args, ctx=ctx) if meta["wants_ctx"] else fn(*call_args)
     report = _report(meta, ctx, started, output)
     if meta["mode"] == "fanout":
         report["items"] = list(output)
         output = None
+    elif meta["mode"] == "dynamic":
+        report["plan"] = output
+        output = None
+    checkpoint = meta.get("checkpoint")
+    if checkpoint is not None:
+        report["checkpoint"] = checkpoint["store"].write(checkpoint["key"],
+                                                         ctx.partition or 0, output)
     return report, output
 
 
@@ -304,10 +364,19 @@ class Executor:
     # -- entry point ----------------------------------------------------------------------
 
     def run(self, node: Step, ctx: RunContext, value: Any = NOTHING) -> Any:
-        """Run ``node`` on ``value``; returns its output (ObjectRefs/Partitions, not data)."""
+        """Run ``node`` on ``value``; returns its output (ObjectRefs/Partitions, not data).
+
+        On failure, completed steps that declared a compensation are compensated in reverse
+        order before the error is raised (saga)."""
+        for i, task in enumerate(tasks_of(node)):
+            ctx.task_keys.setdefault(id(task), f"{i:03d}-{task.name}")
         ctx.trace.start()
         try:
             return self._run(node, value, ctx)
+        except BaseException:
+            if ctx.completed:
+                ctx.state["compensations"] = self.compensate(ctx)
+            raise
         finally:
             ctx.trace.finish()
 
@@ -430,17 +499,61 @@ class Executor:
     def _run_task(self, task: Task, value: Any, ctx: RunContext) -> Any:
         ctx.trace.record_step(task.name)
         started = time.monotonic()
-        if task.mode == "driver":
+        key = ctx.key_of(task)
+        entry = None
+        if ctx.checkpoints is not None and task.checkpoint and task.mode != "driver":
+            entry = ctx.checkpoints.completed(key)
+        if entry is not None:
+            outcome = self._restore(task, entry, ctx)
+        elif task.mode == "driver":
             outcome = self._run_in_driver(task, value, ctx)
         else:
             outcome = self._run_remote(task, value, ctx)
+            if ctx.checkpoints is not None and task.checkpoint and task.mode != "dynamic":
+                parts = [r["checkpoint"] for r in outcome.reports if "checkpoint" in r]
+                ctx.checkpoints.commit(key, task.name, parts, outcome.reports)
         outcome.duration_s = time.monotonic() - started
-        ctx.emit("step_succeeded", task.name, duration_s=round(outcome.duration_s, 6),
-                 tasks=len(outcome.reports),
-                 rows=_sum_rows(outcome.reports))
+        if entry is None:
+            ctx.emit("step_succeeded", task.name, duration_s=round(outcome.duration_s, 6),
+                     tasks=len(outcome.reports), rows=_sum_rows(outcome.reports))
+        if task.compensate is not None:
+            ctx.completed.append((task, outcome.output))
         if task.on_success is not None:
             task.on_success(ctx, outcome)
+        if task.mode == "dynamic":
+            return self._run_dynamic(task, outcome, value, ctx)
         return outcome.output
+
+    def _restore(self, task: Task, entry: dict[str, Any], ctx: RunContext) -> StepOutcome:
+        """A checkpointed step: its outputs are loaded by Ray tasks, not recomputed."""
+        assert ctx.checkpoints is not None
+        reports = ctx.checkpoints.reports(entry)
+        if task.mode == "fanout":
+            output: Any = Partitions(reports[0]["items"], [{"rows": None}] * len(reports[0]["items"]))
+        else:
+            load = _restore_task.options(name=f"{ctx.job_id}/{task.name}.restore", num_cpus=0)
+            refs = [load.remote(ctx.checkpoints, part) for part in entry["parts"]]
+            output = Partitions(refs, reports) if task.mode == "map" else refs[0]
+        now = time.time()
+        ctx.trace.add(StepRecord(task.name, "restored", started_at=now, ended_at=now))
+        ctx.emit("step_restored", task.name, partitions=len(entry["parts"]),
+                 rows=_sum_rows(reports), checkpoint=ctx.key_of(task))
+        return StepOutcome(task.name, reports, output, 0.0)
+
+    def _run_dynamic(self, task: Task, outcome: StepOutcome, value: Any, ctx: RunContext) -> Any:
+        """A step that returned more steps: run them (as a nested workflow) on its input."""
+        plan = outcome.reports[0]["plan"]
+        if isinstance(plan, (list, tuple)):
+            plan = Parallel(tuple(plan))
+        if not isinstance(plan, Step):
+            raise PermanentError(f"dynamic step {task.name!r} must return a step or a list of "
+                                 f"steps, not {type(plan).__name__}", step=task.name)
+        prefix = ctx.key_of(task) + "/"
+        for i, sub in enumerate(tasks_of(plan)):
+            ctx.task_keys.setdefault(id(sub), f"{prefix}{i:03d}-{sub.name}")
+        ctx.emit("step_expanded", task.name, steps=len(tasks_of(plan)))
+        ctx.state.setdefault("_dynamic_plans", []).append(plan)  # keep ids alive for keys
+        return self._run(Nested(plan, f"Dynamic({task.name})"), value, ctx)
 
     def _run_in_driver(self, task: Task, value: Any, ctx: RunContext) -> StepOutcome:
         ctx.emit("step_started", task.name, attempt=1, tasks=0)
@@ -483,7 +596,7 @@ class Executor:
     def _run_remote(self, task: Task, value: Any, ctx: RunContext) -> StepOutcome:
         """Submit the task's calls, wait with timeouts, retry with backoff, fail fast."""
         policy = task.retry or self.default_retry
-        if task.mode == "map":
+        if task.mode in ("map", "actor"):
             mapped, broadcast = _split_mapped(value)
             calls: list[tuple[int | None, tuple[Any, ...]]] = [
                 (i, (p, *broadcast)) for i, p in enumerate(mapped.items)]
@@ -495,44 +608,73 @@ class Executor:
             ctx.emit("step_started", task.name, attempt=1, tasks=0)
             return StepOutcome(task.name, [], Partitions([], []), 0.0)
 
-        # big or shared inputs are put into the object store once, not once per call
-        fn_ref = ray.put(task.fn)
-        options = {
-            "name": f"{ctx.job_id}/{task.name}",
-            "max_retries": task.system_retries,
-            "retry_exceptions": False,
-            **task.resources.ray_options(),
-        }
+        # the function goes into the object store once, not once per call
+        fn_ref = ray.put(task.fn) if task.mode != "actor" else None
+        name = f"{ctx.job_id}/{task.name}"
+        options = {"name": name, "max_retries": task.system_retries, "retry_exceptions": False,
+                   **task.resources.ray_options()}
+        checkpoint = (ctx.checkpoints is not None and task.checkpoint
+                      and task.mode not in ("fanout", "dynamic"))
+        breaker = self._breaker(task.circuit_breaker) if task.circuit_breaker else None
+        pool = _ActorPool(task, min(task.concurrency, len(calls))) if task.mode == "actor" \
+            else None
         n = len(calls)
         retries = [0] * n
         results: list[tuple[dict[str, Any], Any] | None] = [None] * n
-        # report ref -> (call index, data ref, submitted at: wall clock, monotonic)
-        inflight: dict[Any, tuple[int, Any, float, float]] = {}
-        due: list[tuple[float, int]] = []  # (monotonic time, idx) of scheduled retries
+        # report ref -> (call index, data ref, submitted at: wall clock, monotonic, actor)
+        inflight: dict[Any, tuple[int, Any, float, float, Any]] = {}
+        due: list[tuple[float, int]] = []  # (monotonic time, call index) of waiting calls
         first = time.monotonic()
         ctx.emit("step_started", task.name, attempt=1, tasks=n,
                  resources=task.resources.ray_options())
 
         def submit(i: int) -> None:
+            if breaker is not None and not ray.get(breaker.allow.remote()):
+                from raysight.circuit_breaker import CircuitOpenError
+
+                fail(i, CircuitOpenError(
+                    f"circuit breaker {task.circuit_breaker!r} is open: step {task.name!r} was "
+                    "not run", breaker=task.circuit_breaker, step=task.name), time.time(),
+                    count=False)
+                return
             partition, args = calls[i]
             packed, layout = _pack(args if len(args) != 1 else args[0])
             meta = {
                 "job_id": ctx.job_id, "step": task.name, "attempt": retries[i] + 1,
                 "partition": partition, "params": ctx.params, "layout": layout,
                 "wants_ctx": task.wants_ctx, "mode": task.mode, "faults": ctx.faults,
+                "lock": task.lock,
+                "checkpoint": {"store": ctx.checkpoints, "key": ctx.key_of(task)}
+                if checkpoint else None,
             }
-            report_ref, data_ref = _run_task.options(**options).remote(fn_ref, meta, *packed)
-            inflight[report_ref] = (i, data_ref, time.time(), time.monotonic())
+            actor = None
+            if pool is not None:
+                actor = pool.take()
+                if actor is None:  # every actor is busy: try again when one frees up
+                    heapq.heappush(due, (time.monotonic() + self.poll_s / 5, i))
+                    return
+                report_ref, data_ref = actor.run.options(name=name).remote(meta, *packed)
+            else:
+                report_ref, data_ref = _run_task.options(**options).remote(fn_ref, meta, *packed)
+            inflight[report_ref] = (i, data_ref, time.time(), time.monotonic(), actor)
 
         def cancel_all() -> None:
-            for ref in inflight:
+            for ref, (_, _, _, _, actor) in inflight.items():
                 try:
-                    ray.cancel(ref, force=True, recursive=True)
+                    ray.cancel(ref, force=actor is None, recursive=True)
                 except Exception:  # already finished or gone
                     log.debug("cancel of %s failed", ref, exc_info=True)
+                if actor is not None and pool is not None:
+                    pool.discard(actor)
             inflight.clear()
 
-        def fail(i: int, err: WorkflowError, t_wall: float, state: str = "failed") -> None:
+        def fail(i: int, err: WorkflowError, t_wall: float, state: str = "failed",
+                 count: bool = True) -> None:
+            if breaker is not None and count:
+                from raysight.circuit_breaker import counts_as_failure
+
+                if counts_as_failure(err):
+                    breaker.record.remote(False)
             retry = policy.should_retry(err, retries[i], time.monotonic() - first)
             ctx.trace.add(StepRecord(task.name, "retried" if retry else state, retries[i] + 1,
                                      calls[i][0], started_at=t_wall, ended_at=time.time(),
@@ -552,7 +694,7 @@ class Executor:
             raise err
 
         for i in range(n):
-            submit(i)
+            heapq.heappush(due, (0.0, i))
         try:
             while inflight or due:
                 now = time.monotonic()
@@ -585,12 +727,16 @@ class Executor:
                 if ready:
                     ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
                 for ref in ready:
-                    i, data_ref, t_wall, _ = inflight.pop(ref)
+                    i, data_ref, t_wall, _, actor = inflight.pop(ref)
+                    if pool is not None:
+                        pool.give_back(actor)
                     try:
                         report = ray.get(ref)
                     except Exception as exc:  # the task raised: classify, maybe retry
                         fail(i, classify(exc, task.name), t_wall)
                         continue
+                    if breaker is not None:
+                        breaker.record.remote(True)
                     results[i] = (report, data_ref)
                     ctx.trace.add(StepRecord(
                         task.name, "succeeded", report["attempt"], report["partition"],
@@ -599,10 +745,13 @@ class Executor:
                         task_id=report["task_id"], rows=report["rows"]))
                 if task.timeout_s is not None:
                     now = time.monotonic()
-                    for ref, (i, _, t_wall, t_mono) in list(inflight.items()):
+                    for ref, (i, _, t_wall, t_mono, actor) in list(inflight.items()):
                         if now - t_mono >= task.timeout_s:
                             inflight.pop(ref)
-                            ray.cancel(ref, force=True, recursive=True)
+                            # a running actor task cannot be force-cancelled: kill its actor
+                            ray.cancel(ref, force=actor is None, recursive=True)
+                            if actor is not None and pool is not None:
+                                pool.discard(actor)
                             fail(i, StepTimeout(
                                 f"step {task.name!r} exceeded its timeout of "
                                 f"{task.timeout_s:g} s and was cancelled",
@@ -610,19 +759,80 @@ class Executor:
         except BaseException:
             cancel_all()
             raise
+        finally:
+            if pool is not None:
+                pool.close()
 
         reports = [r for r, _ in results]  # type: ignore[misc]
         for report in reports:
             ctx.trace.attributes.update({f"{task.name}.{k}": v
                                          for k, v in report["attributes"].items()})
-        if task.mode == "map":
+        if task.mode in ("map", "actor"):
             output: Any = Partitions([d for _, d in results], reports)  # type: ignore[misc]
         elif task.mode == "fanout":
-            items = reports[0].pop("items")
+            items = reports[0]["items"]
             output = Partitions(items, [{"rows": None} for _ in items])
         else:
             output = results[0][1]  # type: ignore[index]
         return StepOutcome(task.name, reports, output, 0.0)
+
+    def _breaker(self, name: str) -> Any:
+        from raysight.circuit_breaker import breaker
+
+        return breaker(name)
+
+    # -- sagas ----------------------------------------------------------------------------
+
+    def compensate(self, ctx: RunContext) -> list[dict[str, Any]]:
+        """Undo completed steps that declared a compensation, newest first."""
+        outcomes = []
+        while ctx.completed:
+            task, output = ctx.completed.pop()
+            ctx.emit("compensation_started", task.name)
+            meta = {"job_id": ctx.job_id, "step": f"{task.name}.compensate", "attempt": 1,
+                    "partition": None, "params": ctx.params}
+            try:
+                ray.get(_compensate_task.options(name=f"{ctx.job_id}/{task.name}.compensate")
+                        .remote(task.compensate, meta, output))
+            except Exception as exc:  # keep undoing the others; report this one
+                err = classify(exc, f"{task.name}.compensate")
+                ctx.emit("compensation_failed", task.name, error=err.to_dict())
+                outcomes.append({"step": task.name, "state": "failed", "error": err.to_dict()})
+                continue
+            ctx.emit("compensation_succeeded", task.name)
+            outcomes.append({"step": task.name, "state": "compensated"})
+        return outcomes
+
+
+class _ActorPool:
+    """Actors that serve the calls of one execution of an actor-mode step."""
+
+    def __init__(self, task: Task, size: int) -> None:
+        self.task = task
+        self.factory = _StepActor.options(**task.resources.ray_options())
+        self.free: list[Any] = [self.factory.remote(task.fn) for _ in range(max(1, size))]
+        self.all: list[Any] = list(self.free)
+
+    def take(self) -> Any:
+        return self.free.pop() if self.free else None
+
+    def give_back(self, actor: Any) -> None:
+        if actor in self.all and actor not in self.free:
+            self.free.append(actor)
+
+    def discard(self, actor: Any) -> None:
+        """Kill an actor whose call must stop (timeout, fail-fast) and start a fresh one."""
+        ray.kill(actor, no_restart=True)
+        self.all.remove(actor)
+        fresh = self.factory.remote(self.task.fn)
+        self.all.append(fresh)
+        self.free.append(fresh)
+
+    def close(self) -> None:
+        for actor in self.all:
+            ray.kill(actor, no_restart=True)
+        self.all.clear()
+        self.free.clear()
 
 
 def _split_mapped(value: Any) -> tuple[Partitions, tuple[Any, ...]]:

@@ -29,7 +29,8 @@ StepName = Literal["load", "preprocess", "analyze", "results", "notify", "comple
 #: retries after the first attempt, per pipeline step (seed §14 error handler)
 DEFAULT_STEP_RETRIES = {"load": 5, "preprocess": 3, "analyze": 2, "results": 2, "notify": 3,
                         "complete": 1}
-RESERVED_OUTPUTS = {"result.json", "events.jsonl"}
+RESERVED_OUTPUTS = {"result.json", "events.jsonl", "audit.jsonl", "spec.json"}
+RESERVED_FOLDERS = (".staging", "checkpoints")
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -89,7 +90,13 @@ class ExecutionSpec(_Strict):
                                     description="cap on every step's retries (default per step)")
     step_timeouts_s: dict[StepName, float] = Field(default_factory=dict)
     retry: RetrySpec = Field(default_factory=RetrySpec)
-    checkpoint: bool = Field(default=False, description="persist step outputs (not yet available)")
+    checkpoint: bool = Field(default=True, description="persist every step's output so "
+                             "`raysight resume` can finish an interrupted job")
+    checkpoint_url: str | None = Field(default=None, description="fsspec URL for checkpoints "
+                                       "(default: <run dir>/<job id>/checkpoints); "
+                                       "{job_id} is replaced")
+    keep_checkpoints: bool = Field(default=False, description="keep checkpoints after the job "
+                                   "completed (they are always kept after a failure)")
     faults: list[FaultSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -103,7 +110,8 @@ class ExecutionSpec(_Strict):
 class JobSpecBase(_Strict):
     """Fields every job has; source/preprocessing/analysis/... come from the registries."""
 
-    version: Literal[1] = 1
+    version: Literal[1] = Field(default=1, description="spec version; older versions are "
+                                "migrated (0 = the seed's v2 job JSON)")
     job_id: str | None = Field(default=None, description="default job_<uuid4>; templates {date} "
                                "{timestamp} {uuid}")
     user_id: str = "anonymous"
@@ -149,7 +157,7 @@ def _export_path_problem(path: str) -> str | None:
     norm = posixpath.normpath(path.replace("\\", "/"))
     if norm == ".." or norm.startswith("../") or norm == ".":
         return "escapes the run directory"
-    if norm in RESERVED_OUTPUTS or norm.startswith(".staging"):
+    if norm in RESERVED_OUTPUTS or norm.split("/")[0] in RESERVED_FOLDERS:
         return "is reserved for raysight's own files"
     return None
 
@@ -191,10 +199,64 @@ def json_schema() -> dict[str, Any]:
 # Loading
 
 
+#: spec migrations: version -> function turning a spec dict of that version into the next
+MIGRATIONS: dict[int, Any] = {}
+
+
+def migration(from_version: int) -> Any:
+    """Register a function that upgrades a spec dict from ``from_version`` to the next."""
+    def register(fn: Any) -> Any:
+        MIGRATIONS[from_version] = fn
+        return fn
+    return register
+
+
+@migration(0)
+def _from_seed_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 0 is the seed's v2 job JSON: ``id`` for the job id, the lists of
+    preprocessing, visualizations, exports and notifications under ``parameters``, and
+    ``execution_settings`` with ``timeout`` (seconds) and ``max_retries``."""
+    out = {k: v for k, v in data.items()
+           if k not in ("id", "parameters", "execution_settings", "version")}
+    if "id" in data:
+        out["job_id"] = data["id"]
+    for key, value in (data.get("parameters") or {}).items():
+        out.setdefault(key, value)
+    settings = data.get("execution_settings") or {}
+    execution = dict(out.get("execution") or {})
+    if settings.get("timeout") is not None:
+        execution["timeout_s"] = float(settings["timeout"])
+    if settings.get("max_retries") is not None:
+        execution["max_retries"] = settings["max_retries"]
+    if execution:
+        out["execution"] = execution
+    out["version"] = 1
+    return out
+
+
+def migrate(data: dict[str, Any], source: str = "spec") -> dict[str, Any]:
+    """Upgrade an older spec dict to the current version, or refuse with a clear message."""
+    version = data.get("version", SPEC_VERSION)
+    if not isinstance(version, int):
+        return data  # the model reports the bad value
+    if version > SPEC_VERSION:
+        raise SpecError(f"{source}: spec version {version} is newer than this raysight "
+                        f"understands (up to {SPEC_VERSION}); upgrade raysight")
+    while version < SPEC_VERSION:
+        if version not in MIGRATIONS:
+            raise SpecError(f"{source}: spec version {version} cannot be migrated to "
+                            f"{SPEC_VERSION}: no migration registered")
+        data = MIGRATIONS[version](data)
+        version = data.get("version", version + 1)
+    return data
+
+
 def parse_spec(data: Any, source: str = "spec") -> Any:
-    """Validate a dict into a JobSpec; raises SpecError naming every bad field."""
+    """Validate a dict into a JobSpec (migrating older versions); raises SpecError naming
+    every bad field."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
+    data = migrate(data, source)
     try:
         return spec_model().model_validate(data)
     except ValidationError as err:

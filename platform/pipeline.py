@@ -28,7 +28,14 @@ from raysight import registry
 from raysight.errors import InputError, TransientError, WorkflowError
 from raysight.events import EventLog, JsonlObserver, Observers
 from raysight.executor import Executor, Fault, Partitions, RunContext, StepOutcome, classify, fetch
-from raysight.jobs import DEFAULT_STEP_RETRIES, export_path, render_job_id
+from raysight.checkpoint import CheckpointStore
+from raysight.jobs import (
+    DEFAULT_STEP_RETRIES,
+    apply_override,
+    export_path,
+    parse_spec,
+    render_job_id,
+)
 from raysight.plugins import AnalysisResult, ReportContext
 from raysight.resources import Resources
 from raysight.retry import Exponential, RetryPolicy
@@ -39,6 +46,7 @@ from raysight.workflow import Pass, Step, Task, branch, parallel, tasks
 log = logging.getLogger(__name__)
 
 STAGING = ".staging"
+SPEC_FILE = "spec.json"
 
 
 @dataclass
@@ -202,18 +210,40 @@ class AnalysisJob:
     ('COMPLETED', ['report.html', 'analysis.json'])
     """
 
-    def __init__(self, spec: Any, run_dir: str | Path = "runs", job_id: str | None = None) -> None:
+    def __init__(self, spec: Any, run_dir: str | Path = "runs", job_id: str | None = None,
+                 resume: bool = False) -> None:
         self.spec = spec
         self.job_id = job_id or render_job_id(spec.job_id)
         self.run_root = Path(run_dir).absolute()
         self.job_dir = self.run_root / self.job_id
         self.staging = self.job_dir / STAGING
+        self.resuming = resume
         self.connector = registry.connectors.build(_absolute_source(spec.source))
         self.ops = [registry.preprocessors.build(op) for op in spec.preprocessing]
         self.kernel = registry.analyses.build(spec.analysis)
         self.charts = [registry.charts.build(v) for v in spec.visualizations]
         self.exports = [(registry.exporters.build(e), export_path(e)) for e in spec.exports]
         self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
+
+    @classmethod
+    def resume(cls, job_id: str, run_dir: str | Path = "runs",
+               overrides: list[str] | tuple[str, ...] = ()) -> AnalysisJob:
+        """The job of an earlier run, to be finished from its checkpoints: steps whose output
+        was persisted are restored, the rest run. ``overrides`` may change execution
+        settings (``execution.timeout_s=600``)."""
+        job_dir = Path(run_dir).absolute() / job_id
+        spec_file = job_dir / SPEC_FILE
+        if not spec_file.exists():
+            raise InputError(f"no run {job_id!r} to resume under {job_dir.parent} "
+                             f"({SPEC_FILE} not found)", path=str(spec_file))
+        previous = job_dir / "result.json"
+        if previous.exists() and json.loads(previous.read_text())["state"] == "COMPLETED":
+            raise InputError(f"job {job_id} already completed; nothing to resume")
+        data = json.loads(spec_file.read_text(encoding="utf-8"))
+        for item in overrides:
+            apply_override(data, item)
+        spec = parse_spec(data, str(spec_file))
+        return cls(spec, run_dir=run_dir, job_id=job_id, resume=True)
 
     # -- planning --------------------------------------------------------------------------
 
@@ -252,9 +282,10 @@ class AnalysisJob:
                           on_success=self._on_analyzed),
         )
         info = {"user_id": self.spec.user_id, "analysis_type": self.kernel.name}
+        # results re-run on resume: they write the staged files that the commit moves
         results = self._task("results", "results", partial(
             _make_results, charts=self.charts, exports=self.exports, staging=str(self.staging),
-            info=info), on_success=self._on_results)
+            info=info), on_success=self._on_results).with_checkpoint(False)
         notify = self._task("notify", "notify", partial(
             _send_notifications, notifiers=self.notifiers), on_success=self._on_notified).when(
             lambda ctx: bool(self.notifiers), "no notifications configured")
@@ -358,7 +389,7 @@ class AnalysisJob:
         """Checks that need no Ray task: the source exists, the run directory is free,
         and the cluster can ever satisfy the requested resources."""
         self.connector.check()
-        if self.job_dir.exists():
+        if self.job_dir.exists() and not self.resuming:
             raise InputError(f"run directory {self.job_dir} already exists; choose another "
                              "job_id or --run-dir", path=str(self.job_dir))
         cluster = ray.cluster_resources()
@@ -373,7 +404,9 @@ class AnalysisJob:
         InputError and write nothing; everything later ends in a JobResult.
         """
         self.preflight()
-        self.staging.mkdir(parents=True)
+        self.staging.mkdir(parents=True, exist_ok=self.resuming)
+        if not self.resuming:
+            _write_json_atomic(self.job_dir / SPEC_FILE, self.spec.model_dump(mode="json"))
         events = EventLog()
         jsonl = JsonlObserver(self.job_dir / "events.jsonl")
         ctx = RunContext(
@@ -383,20 +416,21 @@ class AnalysisJob:
             observers=Observers([events, jsonl, *observers]),
             deadline=time.monotonic() + self.spec.execution.timeout_s,
             faults=tuple(Fault(**f.model_dump()) for f in self.spec.execution.faults),
+            checkpoints=self._checkpoint_store(),
         )
         started = dt.datetime.now(dt.UTC)
         ctx.state["started_mono"] = time.monotonic()
-        ctx.emit("job_started", None, job_id=self.job_id, user_id=self.spec.user_id,
-                 priority=self.spec.priority, analysis_type=self.kernel.name)
+        ctx.emit("job_resumed" if self.resuming else "job_started", None, job_id=self.job_id,
+                 user_id=self.spec.user_id, priority=self.spec.priority,
+                 analysis_type=self.kernel.name)
         errors: list[dict[str, Any]] = []
         warnings: list[str] = []
-        if self.spec.execution.checkpoint:
-            warnings.append("execution.checkpoint: step checkpoints are not available yet; "
-                            "the job ran without them")
         try:
             fetch((executor or Executor()).run(self.workflow(), ctx))
             state = "COMPLETED"
             self._commit()
+            if ctx.checkpoints is not None and not self.spec.execution.keep_checkpoints:
+                ctx.checkpoints.fs.rm(ctx.checkpoints.root, recursive=True)
             ctx.emit("job_completed", "complete", job_id=self.job_id,
                      execution_time=ctx.metrics.get("total_execution_time"),
                      metrics=dict(ctx.metrics))
@@ -431,6 +465,15 @@ class AnalysisJob:
         )
         _write_json_atomic(self.job_dir / "result.json", result.to_dict())
         return result
+
+    def _checkpoint_store(self) -> CheckpointStore | None:
+        execution = self.spec.execution
+        if not execution.checkpoint:
+            return None
+        url = execution.checkpoint_url or str(self.job_dir / "checkpoints")
+        if execution.checkpoint_url and "{job_id}" in url:
+            url = url.replace("{job_id}", self.job_id)
+        return CheckpointStore(url, spec_version=self.spec.version)
 
     def _commit(self) -> None:
         """Move staged exports into the run directory (rename, so each file appears whole)."""

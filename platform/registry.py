@@ -42,8 +42,9 @@ class Registry:
                 continue
             try:
                 self._plugins[ep.name] = ep.load()
-            except Exception:  # a broken third-party plugin must not break the others
-                log.exception("cannot load %s plugin %r from %s", self.kind, ep.name, ep.value)
+            except Exception as err:  # a broken third-party plugin must not break the others
+                log.warning("cannot load %s plugin %r from %s: %s", self.kind, ep.name,
+                            ep.value, err)
 
     def names(self) -> list[str]:
         self._load()

@@ -24,7 +24,16 @@ from typing import Any, Literal
 from raysight.resources import Resources, parse_bytes
 from raysight.retry import RetryPolicy
 
-Mode = Literal["apply", "map", "fanout", "driver"]
+Mode = Literal["apply", "map", "fanout", "driver", "dynamic", "actor"]
+
+
+@dataclass(frozen=True)
+class LockSpec:
+    """A distributed lock held (with renewal) while each attempt of a step runs."""
+
+    key: str
+    lease_s: float = 30.0
+    timeout_s: float = 10.0
 
 
 class Step:
@@ -65,6 +74,18 @@ class Step:
         """Send the events of this (sub-)workflow also to ``observer``."""
         return Observed(self, observer)
 
+    def with_circuit_breaker(self, name: str) -> Step:
+        """Guard every task of this (sub-)workflow by the circuit breaker ``name``."""
+        return _map_tasks(self, lambda t: t.with_circuit_breaker(name))
+
+    def with_lock(self, key: str, lease_s: float = 30.0, timeout_s: float = 10.0) -> Step:
+        """Hold the distributed lock ``key`` during each task of this (sub-)workflow."""
+        return _map_tasks(self, lambda t: t.with_lock(key, lease_s, timeout_s))
+
+    def with_checkpoint(self, enabled: bool = True) -> Step:
+        """Persist (or not) the outputs of the tasks of this (sub-)workflow."""
+        return _map_tasks(self, lambda t: t.with_checkpoint(enabled))
+
 
 @dataclass(frozen=True, eq=False)
 class Task(Step):
@@ -86,6 +107,16 @@ class Task(Step):
     system_retries: int = 3
     #: driver-side hook ``(ctx, outcome)`` run after the step succeeded
     on_success: Callable[[Any, Any], None] | None = None
+    #: persist this step's output when the run has a checkpoint store
+    checkpoint: bool = True
+    #: saga compensation ``(output, ctx)``, run as a Ray task if a later step fails
+    compensate: Callable[..., Any] | None = None
+    #: name of the circuit breaker that guards every attempt
+    circuit_breaker: str | None = None
+    #: a distributed lock held while each attempt runs
+    lock: LockSpec | None = None
+    #: actor mode: how many actors serve the calls of one execution of the step
+    concurrency: int = 1
 
     @property
     def wants_ctx(self) -> bool:
@@ -123,6 +154,25 @@ class Task(Step):
         """This step applied to each partition of its input, in parallel."""
         return self.options(mode="map")
 
+    def with_compensation(self, compensate: Callable[..., Any]) -> Task:
+        """Saga: if a later step fails, ``compensate(output)`` undoes this step's effect
+        (steps are compensated in reverse order)."""
+        return dataclasses.replace(self, compensate=compensate)
+
+    def with_circuit_breaker(self, name: str) -> Task:
+        """Guard every attempt by the cluster-wide circuit breaker ``name``: while it is
+        open, attempts fail with a transient CircuitOpenError without running."""
+        return dataclasses.replace(self, circuit_breaker=name)
+
+    def with_lock(self, key: str, lease_s: float = 30.0, timeout_s: float = 10.0) -> Task:
+        """Hold the distributed lock ``key`` (renewed while running) during each attempt;
+        the step sees the fencing token as ``ctx.fencing_token``."""
+        return dataclasses.replace(self, lock=LockSpec(key, lease_s, timeout_s))
+
+    def with_checkpoint(self, enabled: bool = True) -> Task:
+        """Persist (or not) this step's output when the run has a checkpoint store."""
+        return dataclasses.replace(self, checkpoint=enabled)
+
     def with_retry(self, policy: RetryPolicy) -> Task:
         return self.options(retry=policy)
 
@@ -147,6 +197,7 @@ def step(
     priority: int = 50,
     mode: Mode = "apply",
     description: str = "",
+    concurrency: int = 1,
 ) -> Any:
     """Turn a function into a workflow :class:`Task` whose Ray options come from its resource
     requirements. The function receives the previous step's output as its first argument and,
@@ -167,6 +218,7 @@ def step(
             priority=max(0, min(100, priority)),
             mode=mode,
             description=description or (inspect.getdoc(f) or "").split("\n")[0],
+            concurrency=concurrency,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -286,6 +338,23 @@ class Pass(Step):
     """Passes its input through unchanged (no task); useful as a parallel branch."""
 
     name: str = "pass"
+
+
+def _map_tasks(node: Step, change: Callable[[Task], Task]) -> Step:
+    """The same plan with ``change`` applied to every task."""
+    if isinstance(node, Task):
+        return change(node)
+    if isinstance(node, Sequence):
+        return Sequence(tuple(_map_tasks(s, change) for s in node.steps))
+    if isinstance(node, Parallel):
+        return Parallel(tuple(_map_tasks(b, change) for b in node.branches))
+    if isinstance(node, Branch):
+        return Branch(node.predicate, _map_tasks(node.if_true, change),
+                      _map_tasks(node.if_false, change) if node.if_false else None,
+                      node.description)
+    if isinstance(node, (When, Nested, Retrying, TimeLimited, Observed)):
+        return dataclasses.replace(node, inner=_map_tasks(node.inner, change))
+    return node
 
 
 def tasks(node: Step) -> list[Task]:

@@ -43,7 +43,8 @@ def exports_under(run_root: Path) -> list[str]:
     if not run_root.exists():
         return []
     return sorted(p.name for p in run_root.rglob("*") if p.is_file()
-                  and p.name not in ("result.json", "events.jsonl"))
+                  and p.name not in ("result.json", "events.jsonl", "spec.json")
+                  and "checkpoints" not in p.parts)
 
 
 @pytest.fixture

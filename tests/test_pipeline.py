@@ -212,7 +212,8 @@ def test_a_failed_job_leaves_no_export_files(tmp_path):
     _, result = run_job(tmp_path, spec)
     assert result.state == "FAILED"
     run_dir = tmp_path_of(result)
-    assert sorted(p.name for p in run_dir.iterdir()) == ["events.jsonl", "result.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoints", "events.jsonl", "result.json", "spec.json"]
     assert result.outputs == []
 
 

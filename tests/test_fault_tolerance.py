@@ -1,0 +1,344 @@
+"""Fault tolerance of the engine with real processes: dynamic steps, actor steps, sagas,
+checkpoints and resume, a worker killed with SIGKILL, a driver killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import ray
+import yaml
+
+from conftest import EXAMPLES, REPO_ROOT
+from raysight.checkpoint import CheckpointStore
+from raysight.errors import PermanentError, StepTimeout
+from raysight.events import EventLog, Observers
+from raysight.executor import Executor, Fault, RunContext, fetch
+from raysight.jobs import parse_spec
+from raysight.pipeline import AnalysisJob
+from raysight.retry import Fixed, RetryPolicy
+from raysight.workflow import step
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+FAST = RetryPolicy(max_retries=2, backoff=Fixed(0.01))
+SALES = EXAMPLES / "data" / "sales.csv"
+
+
+def run(flow, value=None, **ctx_kwargs):
+    events = EventLog()
+    ctx = RunContext(ctx_kwargs.pop("job_id", "job_ft"), observers=Observers([events]),
+                     **ctx_kwargs)
+    out = Executor(default_retry=FAST, poll_s=0.05).run(flow, ctx, *(() if value is None
+                                                                      else (value,)))
+    return fetch(out), ctx, events
+
+
+def mark(folder: str, name: str) -> None:
+    """Append a line to a file shared by the workers (they run in other processes)."""
+    with open(Path(folder) / "log.txt", "a", encoding="utf-8") as f:
+        f.write(name + "\n")
+
+
+def marks(folder: Path) -> list[str]:
+    path = folder / "log.txt"
+    return path.read_text().split() if path.exists() else []
+
+
+# -- dynamic workflows ------------------------------------------------------------------------
+
+
+@step
+def add_ten(x):
+    return x + 10
+
+
+@step
+def times_three(x):
+    return x * 3
+
+
+@step(mode="dynamic")
+def choose_steps(x):
+    """Discovers at run time which steps to run: one per digit of the input."""
+    return [add_ten.options(name=f"add_ten_{d}") for d in str(x)] + [times_three]
+
+
+def test_a_dynamic_step_returns_steps_that_run_as_ray_tasks_on_its_input():
+    value, ctx, events = run(choose_steps, 42)
+    assert value == (52, 52, 126)
+    expanded = events.of_type("step_expanded")
+    assert expanded[0].data["steps"] == 3
+    (child,) = ctx.trace.children  # the expansion runs as a nested workflow
+    ran = {r.step for r in child.records if r.state == "succeeded"}
+    assert ran == {"add_ten_4", "add_ten_2", "times_three"}
+
+
+# -- actor steps ------------------------------------------------------------------------------
+
+
+class Scaler:
+    """An actor-mode step: set up once per actor, then called per partition."""
+
+    def __init__(self):
+        self.factor = 2
+        self.calls = 0
+
+    def __call__(self, x):
+        self.calls += 1
+        return x * self.factor, os.getpid()
+
+
+@step(mode="fanout")
+def five_numbers():
+    return [1, 2, 3, 4, 5]
+
+
+def test_actor_steps_map_partitions_over_a_pool_of_actors():
+    scale = step(Scaler, name="scale", mode="actor", concurrency=2)
+    value, _, _ = run(five_numbers >> scale)
+    assert [v for v, _ in value] == [2, 4, 6, 8, 10]
+    assert 1 <= len({pid for _, pid in value}) <= 2
+
+
+class Sleeper:
+    def __call__(self, x):
+        time.sleep(60)
+        return x
+
+
+def test_an_actor_step_over_its_timeout_is_cancelled_by_killing_its_actor():
+    slow = step(Sleeper, name="sleeper", mode="actor", timeout_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(StepTimeout, match="sleeper"):
+        run(five_numbers >> slow)
+    assert time.monotonic() - started < 30
+    # the actor is gone: no live actor of this class is left behind
+    from ray.util.state import list_actors
+
+    time.sleep(1.0)
+    alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")],
+                                    raise_on_missing_output=False)
+             if a.class_name == "_StepActor"]
+    assert alive == []
+
+
+# -- sagas ------------------------------------------------------------------------------------
+
+
+def make_saga_step(name: str, folder: str, fail: bool = False):
+    def body(x):
+        if fail:
+            raise PermanentError(f"{name} refused")
+        mark(folder, f"do:{name}")
+        return x + [name]
+
+    def undo(output):
+        mark(folder, f"undo:{name}:{len(output)}")
+
+    return step(body, name=name).with_compensation(undo)
+
+
+def test_on_failure_completed_steps_are_compensated_in_reverse_order(tmp_path):
+    folder = str(tmp_path)
+    flow = (make_saga_step("reserve", folder) >> make_saga_step("charge", folder)
+            >> make_saga_step("ship", folder, fail=True))
+    with pytest.raises(PermanentError, match="ship refused"):
+        _, _, events = run(flow, [])
+    assert marks(tmp_path) == ["do:reserve", "do:charge", "undo:charge:2", "undo:reserve:1"]
+
+
+def test_compensation_events_name_each_step():
+    events = EventLog()
+    ctx = RunContext("job_saga_events", observers=Observers([events]))
+    flow = (step(lambda x: x, name="a").with_compensation(lambda out: None)
+            >> step(lambda x: 1 / 0, name="b"))
+    with pytest.raises(PermanentError):
+        Executor(default_retry=FAST).run(flow, ctx, 1)
+    assert [(e.event_type, e.step) for e in events.events
+            if e.event_type.startswith("compensation")] == [
+        ("compensation_started", "a"), ("compensation_succeeded", "a")]
+
+
+# -- checkpoints and resume -------------------------------------------------------------------
+
+
+def counted(name: str, folder: str):
+    def body(x):
+        mark(folder, name)
+        return pa.table({"x": [*(x.column("x").to_pylist() if x is not None else []), name]})
+
+    return step(body, name=name)
+
+
+def test_a_rerun_with_the_same_checkpoints_skips_completed_steps(tmp_path):
+    folder = str(tmp_path)
+    store_url = str(tmp_path / "ckpt")
+    flow = counted("s1", folder) >> counted("s2", folder) >> counted("s3", folder)
+    with pytest.raises(PermanentError):
+        run(flow, job_id="job_resume", checkpoints=CheckpointStore(store_url),
+            faults=(Fault("s3", "permanent"),))
+    assert marks(tmp_path) == ["s1", "s2"]
+    value, ctx, events = run(flow, job_id="job_resume", checkpoints=CheckpointStore(store_url))
+    assert value.column("x").to_pylist() == ["s1", "s2", "s3"]
+    assert marks(tmp_path) == ["s1", "s2", "s3"]  # s1 and s2 were not run again
+    assert [e.step for e in events.of_type("step_restored")] == ["s1", "s2"]
+    manifest = json.loads((tmp_path / "ckpt" / "manifest.json").read_text())
+    assert sorted(e["step"] for e in manifest["steps"].values()) == ["s1", "s2", "s3"]
+
+
+def test_checkpoint_files_are_written_whole(tmp_path):
+    store = CheckpointStore(str(tmp_path))
+    table = pa.table({"a": [1, 2, None], "b": ["x", "東京", None]})
+    entry = store.write("001-load", 3, table)
+    assert entry["path"].endswith("part-00003.arrow")
+    assert store.read(entry).equals(table)
+    assert not [p for p in (tmp_path / "001-load").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_checkpoints_of_another_spec_version_are_refused(tmp_path):
+    CheckpointStore(str(tmp_path), spec_version=1).commit("001-a", "a", [], [])
+    from raysight.errors import InconsistentState
+
+    with pytest.raises(InconsistentState, match="spec version 1"):
+        CheckpointStore(str(tmp_path), spec_version=2).manifest()
+
+
+# -- killed processes -------------------------------------------------------------------------
+
+
+def sales_spec(**changes):
+    spec = {
+        "source": {"type": "file", "path": str(EXAMPLES / "data" / "sales_parts"),
+                   "format": "csv"},
+        "preprocessing": [{"op": "filter_rows", "condition": "amount > 0"}],
+        "analysis": {"type": "aggregation", "group_by": ["region"], "metrics": [
+            {"function": "count", "alias": "n"},
+            {"column": "amount", "function": "sum", "alias": "total"}]},
+        "exports": [{"format": "parquet", "path": "result.parquet"}],
+        "execution": {"retry": {"initial_s": 0.01, "jitter": 0.0}},
+    }
+    spec.update(changes)
+    return spec
+
+
+def test_a_worker_killed_with_sigkill_does_not_stop_the_job(tmp_path):
+    from ray.util.state import list_tasks
+
+    baseline = AnalysisJob(parse_spec(sales_spec(job_id="kill-base")), run_dir=tmp_path).run()
+    spec = parse_spec(sales_spec(job_id="kill-worker", execution={
+        "retry": {"initial_s": 0.01}, "faults": [
+            {"step": "analyze.combine", "error": "delay", "delay_s": 4.0}]}))
+    killed: list[int] = []
+
+    def kill_the_running_worker():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not killed:
+            for task in list_tasks(filters=[("name", "=", "kill-worker/analyze.combine")],
+                                   detail=True, raise_on_missing_output=False):
+                if task.state == "RUNNING" and task.worker_pid:
+                    os.kill(task.worker_pid, signal.SIGKILL)
+                    killed.append(task.worker_pid)
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_running_worker)
+    killer.start()
+    result = AnalysisJob(spec, run_dir=tmp_path).run()
+    killer.join()
+    assert killed, "the analyze.combine task was never seen running"
+    assert result.state == "COMPLETED", result.errors
+    ours = pq.read_table(Path(result.run_dir) / "result.parquet")
+    assert ours.equals(pq.read_table(Path(baseline.run_dir) / "result.parquet"))
+
+
+def events_in(run_dir: Path) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_driver_killed_with_sigkill_is_finished_by_resume(tmp_path):
+    exe = [sys.executable, "-m", "raysight.cli"]
+    runs = tmp_path / "runs"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    expected = tmp_path / "expected.yaml"
+    expected.write_text(yaml.safe_dump(sales_spec(job_id="expected")))
+    assert subprocess.run([*exe, "run", str(expected), "--run-dir", str(runs), "--quiet"],
+                          cwd=REPO_ROOT, env=env, timeout=300).returncode == 0
+
+    spec = tmp_path / "job.yaml"
+    spec.write_text(yaml.safe_dump(sales_spec(job_id="killed", execution={
+        "retry": {"initial_s": 0.01}, "keep_checkpoints": True,
+        "faults": [{"step": "analyze", "error": "delay", "delay_s": 120}]})))
+    driver = subprocess.Popen([*exe, "run", str(spec), "--run-dir", str(runs), "--quiet"],
+                              cwd=REPO_ROOT, env=env, start_new_session=True)
+    run_dir = runs / "killed"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started = [e for e in events_in(run_dir) if e["event_type"] == "step_started"]
+        if any(e["step"] == "analyze" for e in started):
+            break
+        assert driver.poll() is None, "the driver ended before it could be killed"
+        time.sleep(0.2)
+    else:
+        pytest.fail("the job never reached its analyze step")
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait(timeout=30)
+    assert not (run_dir / "result.json").exists()
+    before = len(events_in(run_dir))
+
+    resumed = subprocess.run([*exe, "resume", "killed", "--run-dir", str(runs), "--quiet",
+                              "--set", "execution.faults=[]"],
+                             cwd=REPO_ROOT, env=env, timeout=300, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = events_in(run_dir)[before:]
+    restored = [e["step"] for e in after if e["event_type"] == "step_restored"]
+    started = [e["step"] for e in after if e["event_type"] == "step_started"]
+    assert {"load.plan", "load", "preprocess"} <= set(restored)
+    assert "load" not in started and "preprocess" not in started
+    assert "analyze" in started
+    assert json.loads((run_dir / "result.json").read_text())["state"] == "COMPLETED"
+    assert pq.read_table(run_dir / "result.parquet").equals(
+        pq.read_table(runs / "expected" / "result.parquet"))
+    manifest = json.loads((run_dir / "checkpoints" / "manifest.json").read_text())
+    assert {"load", "preprocess", "analyze", "analyze.combine"} <= {
+        e["step"] for e in manifest["steps"].values()}
+
+
+def test_resume_of_a_completed_job_is_refused(tmp_path):
+    job = AnalysisJob(parse_spec(sales_spec(job_id="done-job")), run_dir=tmp_path)
+    assert job.run().state == "COMPLETED"
+    from raysight.errors import InputError
+
+    with pytest.raises(InputError, match="already completed"):
+        AnalysisJob.resume("done-job", tmp_path)
+
+
+def test_the_seed_v2_job_json_is_migrated():
+    spec = parse_spec({"version": 0, "id": "seed-job",
+                       "source": {"type": "file", "path": str(SALES)},
+                       "analysis": {"type": "descriptive"},
+                       "parameters": {"exports": [{"format": "json"}]},
+                       "execution_settings": {"timeout": 300, "max_retries": 2}})
+    assert spec.job_id == "seed-job" and spec.version == 1
+    assert spec.execution.timeout_s == 300 and spec.execution.max_retries == 2
+    assert spec.exports[0].format == "json"
+
+
+def test_a_spec_newer_than_raysight_is_refused():
+    from raysight.jobs import SpecError
+
+    with pytest.raises(SpecError, match="newer than this raysight"):
+        parse_spec({"version": 9, "source": {"type": "file", "path": "x.csv"},
+                    "analysis": {"type": "descriptive"}})
