@@ -529,7 +529,8 @@ class Executor:
         assert ctx.checkpoints is not None
         reports = ctx.checkpoints.reports(entry)
         if task.mode == "fanout":
-            output: Any = Partitions(reports[0]["items"], [{"rows": None}] * len(reports[0]["items"]))
+            items = reports[0]["items"]
+            output: Any = Partitions(items, [{"rows": None}] * len(items))
         else:
             load = _restore_task.options(name=f"{ctx.job_id}/{task.name}.restore", num_cpus=0)
             refs = [load.remote(ctx.checkpoints, part) for part in entry["parts"]]

@@ -25,10 +25,10 @@ import pyarrow as pa
 import ray
 
 from raysight import registry
+from raysight.checkpoint import CheckpointStore
 from raysight.errors import InputError, TransientError, WorkflowError
 from raysight.events import EventLog, JsonlObserver, Observers
 from raysight.executor import Executor, Fault, Partitions, RunContext, StepOutcome, classify, fetch
-from raysight.checkpoint import CheckpointStore
 from raysight.jobs import (
     DEFAULT_STEP_RETRIES,
     apply_override,
@@ -36,6 +36,7 @@ from raysight.jobs import (
     parse_spec,
     render_job_id,
 )
+from raysight.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.plugins import AnalysisResult, ReportContext
 from raysight.resources import Resources
 from raysight.retry import Exponential, RetryPolicy
@@ -409,11 +410,16 @@ class AnalysisJob:
             _write_json_atomic(self.job_dir / SPEC_FILE, self.spec.model_dump(mode="json"))
         events = EventLog()
         jsonl = JsonlObserver(self.job_dir / "events.jsonl")
+        standard = [events, jsonl, MetricsObserver(),
+                    AuditLog(self.job_dir / "audit.jsonl", self.spec.user_id)]
+        otel = otel_observer()
+        if otel is not None:
+            standard.append(otel)
         ctx = RunContext(
             job_id=self.job_id,
             params={"info": {"user_id": self.spec.user_id, "analysis_type": self.kernel.name,
                              "priority": self.spec.priority}},
-            observers=Observers([events, jsonl, *observers]),
+            observers=Observers([*standard, *observers]),
             deadline=time.monotonic() + self.spec.execution.timeout_s,
             faults=tuple(Fault(**f.model_dump()) for f in self.spec.execution.faults),
             checkpoints=self._checkpoint_store(),

@@ -1,0 +1,156 @@
+"""Metrics, traces and the audit log of jobs (seed §4, §9.2).
+
+* :class:`MetricsObserver` counts steps started/succeeded/failed/retried, step durations and
+  rows processed with ``ray.util.metrics``, tagged by job and step: they appear on Ray's
+  Prometheus endpoint and in the dashboard's metrics view.
+* :class:`OtelObserver` opens one OpenTelemetry span per job and a child span per step when
+  the OpenTelemetry API is installed (it is with ``ray[default]``); spans go wherever the
+  application's tracer provider sends them.
+* :class:`AuditLog` appends who did what to a job (``audit.jsonl``), one JSON line per action;
+  the file is only ever appended to.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from raysight.events import Event
+
+_TAGS = ("job_id", "step")
+_DURATION_BOUNDARIES = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800]
+
+
+class MetricsObserver:
+    """Ray metrics for every step event (created lazily in the process that observes)."""
+
+    _lock = threading.Lock()
+    _metrics: dict[str, Any] | None = None
+
+    @classmethod
+    def metrics(cls) -> dict[str, Any]:
+        with cls._lock:
+            if cls._metrics is None:
+                from ray.util.metrics import Counter, Histogram
+
+                def counter(name: str, what: str) -> Any:
+                    return Counter(name, description=what, tag_keys=_TAGS)
+
+                cls._metrics = {
+                    "step_started": counter("raysight_steps_started", "steps started"),
+                    "step_succeeded": counter("raysight_steps_succeeded", "steps succeeded"),
+                    "step_failed": counter("raysight_steps_failed", "steps failed"),
+                    "task_retry": counter("raysight_steps_retried", "step attempts retried"),
+                    "step_skipped": counter("raysight_steps_skipped", "steps skipped"),
+                    "rows": counter("raysight_rows_processed", "rows output by steps"),
+                    "duration": Histogram("raysight_step_duration_seconds",
+                                          description="step duration",
+                                          boundaries=_DURATION_BOUNDARIES, tag_keys=_TAGS),
+                }
+            return cls._metrics
+
+    def on_event(self, event: Event) -> None:
+        metrics = self.metrics()
+        tags = {"job_id": event.job_id, "step": event.step or ""}
+        if event.event_type in metrics:
+            metrics[event.event_type].inc(1.0, tags=tags)
+        if event.event_type == "step_succeeded":
+            metrics["duration"].observe(float(event.data.get("duration_s") or 0.0), tags=tags)
+            if event.data.get("rows"):
+                metrics["rows"].inc(float(event.data["rows"]), tags=tags)
+
+
+class OtelObserver:
+    """One trace per job: a job span with a child span per step (and retries as events)."""
+
+    def __init__(self, tracer: Any = None) -> None:
+        from opentelemetry import trace
+
+        self.trace = trace
+        self.tracer = tracer or trace.get_tracer("raysight")
+        self.job_span: Any = None
+        self.steps: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def on_event(self, event: Event) -> None:
+        kind = event.event_type
+        with self._lock:
+            if kind in ("job_started", "job_resumed"):
+                self.job_span = self.tracer.start_span(
+                    f"job {event.job_id}", attributes={"raysight.job_id": event.job_id,
+                                                       "raysight.resumed": kind == "job_resumed"})
+            elif kind == "step_started" and event.step:
+                parent = self.trace.set_span_in_context(self.job_span) if self.job_span else None
+                self.steps[event.step] = self.tracer.start_span(
+                    event.step, context=parent,
+                    attributes={"raysight.job_id": event.job_id, "raysight.step": event.step,
+                                "raysight.tasks": int(event.data.get("tasks") or 0)})
+            elif kind == "task_retry" and event.step in self.steps:
+                self.steps[event.step].add_event("retry", {
+                    "retry_count": int(event.data.get("retry_count", 0)),
+                    "error": str(event.data.get("error", {}).get("message", ""))})
+            elif kind in ("step_succeeded", "step_failed") and event.step in self.steps:
+                span = self.steps.pop(event.step)
+                if kind == "step_failed":
+                    span.set_status(self.trace.Status(self.trace.StatusCode.ERROR,
+                                                      str(event.data.get("error", ""))))
+                if event.data.get("rows") is not None:
+                    span.set_attribute("raysight.rows", int(event.data["rows"]))
+                span.end()
+            elif kind in ("job_completed", "job_failed") and self.job_span is not None:
+                for span in self.steps.values():
+                    span.end()
+                self.steps.clear()
+                if kind == "job_failed":
+                    self.job_span.set_status(self.trace.Status(self.trace.StatusCode.ERROR))
+                self.job_span.end()
+                self.job_span = None
+
+
+def otel_observer() -> OtelObserver | None:
+    """An OtelObserver when the OpenTelemetry API is installed, else None."""
+    try:
+        return OtelObserver()
+    except ImportError:
+        return None
+
+
+#: events that are actions worth an audit record
+AUDITED = {
+    "job_started": "job_submitted", "job_resumed": "job_resumed",
+    "job_completed": "job_completed", "job_failed": "job_failed",
+    "task_retry": "step_retried", "step_failed": "step_failed",
+    "step_restored": "step_restored_from_checkpoint",
+    "compensation_started": "compensation_started",
+    "compensation_succeeded": "compensation_succeeded",
+    "compensation_failed": "compensation_failed",
+    "notifications_sent": "notifications_sent",
+}
+
+
+class AuditLog:
+    """Append-only audit records of one job: timestamp, action, user, job, details."""
+
+    def __init__(self, path: str | Path, user_id: str) -> None:
+        self.path = Path(path)
+        self.user_id = user_id
+        self._lock = threading.Lock()
+
+    def record(self, action: str, job_id: str, **details: Any) -> None:
+        line = json.dumps({
+            "timestamp": dt.datetime.now(dt.UTC).isoformat(), "action": action,
+            "user_id": self.user_id, "job_id": job_id, "details": details,
+        }, default=str, ensure_ascii=False)
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def on_event(self, event: Event) -> None:
+        action = AUDITED.get(event.event_type)
+        if action is not None:
+            details = {k: v for k, v in event.data.items() if k not in ("job_id", "metrics")}
+            if event.step:
+                details["step"] = event.step
+            self.record(action, event.job_id, **details)
