@@ -3,14 +3,15 @@
 Every completed step's output is written by the Ray task that produced it (the data never
 passes through the driver) to ``<url>/<step key>/part-<i>.<arrow|pkl>``: first to a temporary
 name, then renamed, so a file that exists is whole. The driver then records the step in
-``manifest.json`` (also written to a temporary name and renamed). A run that starts with an
-existing manifest restores the recorded steps instead of running them again. ``url`` is any
+``manifest.jsonl``, one JSON line per completed step appended and flushed (a torn last line,
+from a crash while appending, is ignored). A run that starts with an existing manifest
+restores the recorded steps instead of running them again. ``url`` is any
 fsspec URL; a plain path means the local file system.
 """
 
 from __future__ import annotations
 
-import io
+import base64
 import json
 import pickle
 import posixpath
@@ -26,6 +27,7 @@ import pyarrow as pa
 from raysight.errors import InconsistentState, SerializationError
 
 FORMAT_VERSION = 1
+MANIFEST = "manifest.jsonl"
 
 
 @dataclass
@@ -35,6 +37,14 @@ class CheckpointStore:
     url: str
     spec_version: int | None = None
     _manifest: dict[str, Any] | None = field(default=None, init=False, repr=False)
+    _header_written: bool = field(default=False, init=False, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # workers only write partition files: the manifest stays with the driver
+        return {"url": self.url, "spec_version": self.spec_version}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(**state)  # type: ignore[misc]
 
     @property
     def fs(self) -> Any:
@@ -80,16 +90,29 @@ class CheckpointStore:
     # -- driver side ----------------------------------------------------------------------
 
     def manifest(self) -> dict[str, Any]:
-        """The manifest, read once (empty when nothing was checkpointed yet)."""
+        """The manifest, read once (empty when nothing was checkpointed yet): a header with
+        the versions and the completed steps by key."""
         if self._manifest is None:
-            path = self._path("manifest.json")
+            path = self._path(MANIFEST)
+            header = {"format_version": FORMAT_VERSION, "spec_version": self.spec_version}
+            steps: dict[str, Any] = {}
             if self.fs.exists(path):
                 with self.fs.open(path, "r") as f:
-                    self._manifest = json.load(f)
-                self._check_versions(self._manifest)
-            else:
-                self._manifest = {"format_version": FORMAT_VERSION,
-                                  "spec_version": self.spec_version, "steps": {}}
+                    lines = f.read().splitlines()
+                for number, line in enumerate(lines):
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        if number == len(lines) - 1:
+                            break  # torn by a crash while appending: the step is not done
+                        raise InconsistentState(f"corrupt checkpoint manifest {path} at line "
+                                                f"{number + 1}", url=self.url) from None
+                    if "format_version" in record:
+                        header = record
+                    else:
+                        steps[record["key"]] = record
+                self._check_versions(header)
+            self._manifest = {**header, "steps": steps}
         return self._manifest
 
     def _check_versions(self, manifest: dict[str, Any]) -> None:
@@ -116,27 +139,23 @@ class CheckpointStore:
 
     def commit(self, key: str, step: str, parts: list[dict[str, Any]],
                reports: list[dict[str, Any]]) -> None:
-        """Record a completed step (its partition files are already in place)."""
-        fs = self.fs
-        reports_path = self._path(key, "reports.pkl")
-        buffer = io.BytesIO()
-        cloudpickle.dump(reports, buffer)
-        self._atomic_write(reports_path, buffer.getvalue())
+        """Record a completed step (its partition files are already in place) by appending
+        one line to the manifest; the step's reports travel inside it."""
         manifest = self.manifest()
-        manifest["steps"][key] = {"step": step, "parts": parts, "reports": reports_path,
-                                  "completed_at": time.time()}
-        self._atomic_write(self._path("manifest.json"),
-                           json.dumps(manifest, indent=1, default=str).encode())
-        fs.invalidate_cache()
+        record = {"key": key, "step": step, "parts": parts, "completed_at": time.time(),
+                  "reports": base64.b64encode(cloudpickle.dumps(reports)).decode()}
+        lines = ""
+        if not manifest["steps"] and not self._header_written:
+            header = {k: v for k, v in manifest.items() if k != "steps"}
+            lines = json.dumps(header) + "\n"
+        lines += json.dumps(record, default=str) + "\n"
+        fs = self.fs
+        fs.makedirs(self.root, exist_ok=True)
+        with fs.open(self._path(MANIFEST), "a") as out:
+            out.write(lines)
+            out.flush()
+        self._header_written = True
+        manifest["steps"][key] = record
 
     def reports(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
-        with self.fs.open(entry["reports"], "rb") as f:
-            return pickle.load(f)  # noqa: S301 - our own files
-
-    def _atomic_write(self, path: str, data: bytes) -> None:
-        fs = self.fs
-        fs.makedirs(posixpath.dirname(path), exist_ok=True)
-        tmp = f"{path}.{uuid.uuid4().hex}.tmp"
-        with fs.open(tmp, "wb") as out:
-            out.write(data)
-        fs.mv(tmp, path)
+        return pickle.loads(base64.b64decode(entry["reports"]))  # noqa: S301 - our own file

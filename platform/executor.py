@@ -8,6 +8,7 @@ next step as an ObjectRef. Each Ray task is named ``<job_id>/<step>`` so the Ray
 
 from __future__ import annotations
 
+import functools
 import heapq
 import inspect
 import logging
@@ -386,8 +387,18 @@ class Executor:
         if isinstance(node, Task):
             return self._run_task(node, value, ctx)
         if isinstance(node, Sequence):
-            for child in node.steps:
-                value = self._run(child, value, ctx)
+            steps = list(node.steps)
+            i = 0
+            while i < len(steps):
+                j = i
+                while j < len(steps) and _is_plain_task(steps[j], ctx, chain=True):
+                    j += 1
+                if j - i >= 2:  # a run of plain steps: submit them chained, confirm in order
+                    value = self._run_plain_chain(steps[i:j], value, ctx)  # type: ignore[arg-type]
+                    i = j
+                else:
+                    value = self._run(steps[i], value, ctx)
+                    i += 1
             return value
         if isinstance(node, When):
             return self._run_when(node, value, ctx)
@@ -438,6 +449,8 @@ class Executor:
         return value
 
     def _run_parallel(self, node: Parallel, value: Any, ctx: RunContext) -> tuple[Any, ...]:
+        if all(_is_plain_task(b, ctx) for b in node.branches):
+            return self._run_plain_batch(node.branches, value, ctx)  # type: ignore[arg-type]
         branch_ctxs = [ctx.fork() for _ in node.branches]
         workers = min(len(node.branches), self.max_parallel_branches)
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raysight-branch") as pool:
@@ -454,6 +467,136 @@ class Executor:
                 own = [e for e in errors if not isinstance(e, Cancelled)]
                 raise (own or errors)[0]  # type: ignore[misc]
             return tuple(f.result() for f in futures)
+
+    def _run_plain_batch(self, branches: tuple[Task, ...], value: Any,
+                         ctx: RunContext) -> tuple[Any, ...]:
+        """Parallel plain steps as one batch of Ray tasks (no thread per branch)."""
+        started = time.monotonic()
+        for task in branches:
+            ctx.trace.record_step(task.name)
+            ctx.emit("step_started", task.name, attempt=1, tasks=1,
+                     resources=task.resources.ray_options())
+        results = self._run_calls([_Call(t, None, _args_of(t, value)) for t in branches], ctx)
+        outputs = []
+        for task, result in zip(branches, results, strict=True):
+            outcome = _outcome(task, [result], ctx)
+            outcome.duration_s = time.monotonic() - started
+            if ctx.checkpoints is not None and task.checkpoint:
+                parts = [r["checkpoint"] for r in outcome.reports if "checkpoint" in r]
+                ctx.checkpoints.commit(ctx.key_of(task), task.name, parts, outcome.reports)
+            ctx.emit("step_succeeded", task.name, duration_s=round(outcome.duration_s, 6),
+                     tasks=1, rows=_sum_rows(outcome.reports))
+            if task.compensate is not None:
+                ctx.completed.append((task, outcome.output))
+            outputs.append(outcome.output)
+        return tuple(outputs)
+
+    def _run_plain_chain(self, chain: list[Task], value: Any, ctx: RunContext) -> Any:
+        """Consecutive plain steps: each is submitted at once with the previous step's
+        output ref as its input, so Ray pipelines them; reports are confirmed in order. A
+        failed step cancels the ones after it, is retried under its policy, and the rest of
+        the chain is submitted again behind it."""
+        start, attempts, first = 0, [1] * len(chain), time.monotonic()
+        retries = [0] * len(chain)
+        while start < len(chain):
+            submitted = []
+            current = value
+            for k in range(start, len(chain)):
+                task = chain[k]
+                if attempts[k] == 1 and k >= start:
+                    ctx.trace.record_step(task.name)
+                    ctx.emit("step_started", task.name, attempt=1, tasks=1,
+                             resources=task.resources.ray_options())
+                args = _args_of(task, current)
+                packed, layout = _pack(args if len(args) != 1 else args[0])
+                checkpoint = ctx.checkpoints is not None and task.checkpoint
+                meta = {"job_id": ctx.job_id, "step": task.name, "attempt": attempts[k],
+                        "partition": None, "params": ctx.params, "layout": layout,
+                        "wants_ctx": task.wants_ctx, "mode": task.mode, "faults": ctx.faults,
+                        "lock": task.lock,
+                        "checkpoint": {"store": ctx.checkpoints, "key": ctx.key_of(task)}
+                        if checkpoint else None}
+                report_ref, data_ref = _run_task.options(
+                    name=f"{ctx.job_id}/{task.name}", max_retries=task.system_retries,
+                    retry_exceptions=False, **task.resources.ray_options(),
+                ).remote(task.fn, meta, *packed)
+                submitted.append((k, report_ref, data_ref, time.time()))
+                current = data_ref
+            confirmed_at = time.monotonic()
+            for pos, (k, report_ref, data_ref, t_wall) in enumerate(submitted):
+                task = chain[k]
+                try:
+                    report = self._await_report(report_ref, task, confirmed_at, ctx)
+                except WorkflowError as err:
+                    for _, later, _, _ in submitted[pos:]:
+                        ray.cancel(later, force=True, recursive=True)
+                    policy = task.retry or self.default_retry
+                    retry = policy.should_retry(err, retries[k], time.monotonic() - first)
+                    state = "timed_out" if isinstance(err, StepTimeout) else "failed"
+                    ctx.trace.add(StepRecord(task.name, "retried" if retry else state,
+                                             attempts[k], started_at=t_wall,
+                                             ended_at=time.time(), error=err.to_dict()))
+                    if not retry:
+                        err.details.setdefault("step", task.name)
+                        ctx.emit("step_failed", task.name, attempt=attempts[k],
+                                 error=err.to_dict())
+                        raise
+                    retries[k] += 1
+                    attempts[k] += 1
+                    delay = policy.delay(retries[k], self.rng)
+                    ctx.emit("task_retry", task.name, task=task.name, retry_count=retries[k],
+                             max_retries=_jsonable_count(policy.max_retries),
+                             delay=round(delay, 6), error=err.to_dict())
+                    self._sleep(delay, ctx)
+                    start = k
+                    break
+                ctx.trace.add(StepRecord(
+                    task.name, "succeeded", report["attempt"], None,
+                    started_at=report["started_at"], ended_at=report["ended_at"],
+                    worker_pid=report["worker_pid"], node_id=report["node_id"],
+                    task_id=report["task_id"], rows=report["rows"]))
+                outcome = _outcome(task, [(report, data_ref)], ctx)
+                outcome.duration_s = time.monotonic() - confirmed_at
+                confirmed_at = time.monotonic()
+                if ctx.checkpoints is not None and task.checkpoint:
+                    ctx.checkpoints.commit(ctx.key_of(task), task.name,
+                                           [report["checkpoint"]], [report])
+                ctx.emit("step_succeeded", task.name, duration_s=round(outcome.duration_s, 6),
+                         tasks=1, rows=report["rows"])
+                if task.compensate is not None:
+                    ctx.completed.append((task, data_ref))
+                value = data_ref
+            else:
+                start = len(chain)
+        return value
+
+    def _await_report(self, ref: Any, task: Task, since: float, ctx: RunContext) -> Any:
+        """The report of one call, honouring the step timeout (counted from ``since``, when
+        its input was ready), the job deadline and cancellation."""
+        while True:
+            if ctx.cancelled:
+                raise Cancelled(f"step {task.name!r} cancelled", step=task.name)
+            now = time.monotonic()
+            wait_s = self.poll_s
+            remaining = ctx.remaining_s()
+            if remaining is not None:
+                if remaining <= 0:
+                    raise StepTimeout(f"job {ctx.job_id} exceeded its timeout during step "
+                                      f"{task.name!r}", step=task.name)
+                wait_s = min(wait_s, remaining)
+            if task.timeout_s is not None:
+                left = since + task.timeout_s - now
+                if left <= 0:
+                    raise StepTimeout(f"step {task.name!r} exceeded its timeout of "
+                                      f"{task.timeout_s:g} s and was cancelled",
+                                      timeout_s=task.timeout_s, step=task.name)
+                wait_s = min(wait_s, left)
+            ready, _ = ray.wait([ref], timeout=max(0.0, wait_s))
+            if ready:
+                try:
+                    return ray.get(ref)
+                except Exception as exc:
+                    raise classify(exc, task.name) from exc
 
     def _run_retrying(self, node: Retrying, value: Any, ctx: RunContext) -> Any:
         started = time.monotonic()
@@ -595,41 +738,50 @@ class Executor:
             return StepOutcome(task.name, [report], out, 0.0)
 
     def _run_remote(self, task: Task, value: Any, ctx: RunContext) -> StepOutcome:
-        """Submit the task's calls, wait with timeouts, retry with backoff, fail fast."""
-        policy = task.retry or self.default_retry
+        """Run one step's calls (one per partition for a mapped step) as Ray tasks."""
         if task.mode in ("map", "actor"):
             mapped, broadcast = _split_mapped(value)
-            calls: list[tuple[int | None, tuple[Any, ...]]] = [
-                (i, (p, *broadcast)) for i, p in enumerate(mapped.items)]
-        elif value is NOTHING:
-            calls = [(None, (None,) if _takes_input(task) else ())]
+            calls = [_Call(task, i, (p, *broadcast)) for i, p in enumerate(mapped.items)]
         else:
-            calls = [(None, (value,) if not isinstance(value, tuple) else value)]
+            calls = [_Call(task, None, _args_of(task, value))]
         if not calls:  # mapping over zero partitions
             ctx.emit("step_started", task.name, attempt=1, tasks=0)
             return StepOutcome(task.name, [], Partitions([], []), 0.0)
+        ctx.emit("step_started", task.name, attempt=1, tasks=len(calls),
+                 resources=task.resources.ray_options())
+        results = self._run_calls(calls, ctx)
+        return _outcome(task, results, ctx)
 
-        # the function goes into the object store once, not once per call
-        fn_ref = ray.put(task.fn) if task.mode != "actor" else None
-        name = f"{ctx.job_id}/{task.name}"
-        options = {"name": name, "max_retries": task.system_retries, "retry_exceptions": False,
-                   **task.resources.ray_options()}
-        checkpoint = (ctx.checkpoints is not None and task.checkpoint
-                      and task.mode not in ("fanout", "dynamic"))
-        breaker = self._breaker(task.circuit_breaker) if task.circuit_breaker else None
-        pool = _ActorPool(task, min(task.concurrency, len(calls))) if task.mode == "actor" \
-            else None
+    def _run_calls(self, calls: list[_Call], ctx: RunContext) -> list[tuple[dict[str, Any], Any]]:
+        """Submit calls as Ray tasks, wait with timeouts, retry with backoff, fail fast.
+
+        Calls may belong to different tasks (a parallel group of plain steps runs as one
+        batch); each follows its own task's retry policy, timeout and guards."""
+        steps = {id(c.task): c.task for c in calls}
+        actor_task = next((t for t in steps.values() if t.mode == "actor"), None)
+        pool = _ActorPool(actor_task, min(actor_task.concurrency, len(calls))) \
+            if actor_task is not None else None
+        # a function shared by many calls goes into the object store once
+        shared = {k: ray.put(t.fn) for k, t in steps.items()
+                  if t.mode != "actor" and sum(c.task is t for c in calls) > 1}
+        options = {k: {"name": f"{ctx.job_id}/{t.name}", "max_retries": t.system_retries,
+                       "retry_exceptions": False, **t.resources.ray_options()}
+                   for k, t in steps.items()}
+        breakers = {k: self._breaker(t.circuit_breaker)
+                    for k, t in steps.items() if t.circuit_breaker}
         n = len(calls)
         retries = [0] * n
         results: list[tuple[dict[str, Any], Any] | None] = [None] * n
         # report ref -> (call index, data ref, submitted at: wall clock, monotonic, actor)
         inflight: dict[Any, tuple[int, Any, float, float, Any]] = {}
-        due: list[tuple[float, int]] = []  # (monotonic time, call index) of waiting calls
+        due: list[tuple[float, int]] = [(0.0, i) for i in range(n)]  # calls waiting to start
         first = time.monotonic()
-        ctx.emit("step_started", task.name, attempt=1, tasks=n,
-                 resources=task.resources.ray_options())
+        timeouts = [c.task.timeout_s for c in calls]
 
         def submit(i: int) -> None:
+            call = calls[i]
+            task = call.task
+            breaker = breakers.get(id(task))
             if breaker is not None and not ray.get(breaker.allow.remote()):
                 from raysight.circuit_breaker import CircuitOpenError
 
@@ -638,11 +790,12 @@ class Executor:
                     "not run", breaker=task.circuit_breaker, step=task.name), time.time(),
                     count=False)
                 return
-            partition, args = calls[i]
-            packed, layout = _pack(args if len(args) != 1 else args[0])
+            packed, layout = _pack(call.args if len(call.args) != 1 else call.args[0])
+            checkpoint = (ctx.checkpoints is not None and task.checkpoint
+                          and task.mode not in ("fanout", "dynamic"))
             meta = {
                 "job_id": ctx.job_id, "step": task.name, "attempt": retries[i] + 1,
-                "partition": partition, "params": ctx.params, "layout": layout,
+                "partition": call.partition, "params": ctx.params, "layout": layout,
                 "wants_ctx": task.wants_ctx, "mode": task.mode, "faults": ctx.faults,
                 "lock": task.lock,
                 "checkpoint": {"store": ctx.checkpoints, "key": ctx.key_of(task)}
@@ -654,9 +807,12 @@ class Executor:
                 if actor is None:  # every actor is busy: try again when one frees up
                     heapq.heappush(due, (time.monotonic() + self.poll_s / 5, i))
                     return
-                report_ref, data_ref = actor.run.options(name=name).remote(meta, *packed)
+                report_ref, data_ref = actor.run.options(
+                    name=options[id(task)]["name"]).remote(meta, *packed)
             else:
-                report_ref, data_ref = _run_task.options(**options).remote(fn_ref, meta, *packed)
+                fn = shared.get(id(task), task.fn)
+                report_ref, data_ref = _run_task.options(**options[id(task)]).remote(
+                    fn, meta, *packed)
             inflight[report_ref] = (i, data_ref, time.time(), time.monotonic(), actor)
 
         def cancel_all() -> None:
@@ -671,31 +827,34 @@ class Executor:
 
         def fail(i: int, err: WorkflowError, t_wall: float, state: str = "failed",
                  count: bool = True) -> None:
+            task = calls[i].task
+            breaker = breakers.get(id(task))
             if breaker is not None and count:
                 from raysight.circuit_breaker import counts_as_failure
 
                 if counts_as_failure(err):
                     breaker.record.remote(False)
+            policy = task.retry or self.default_retry
             retry = policy.should_retry(err, retries[i], time.monotonic() - first)
             ctx.trace.add(StepRecord(task.name, "retried" if retry else state, retries[i] + 1,
-                                     calls[i][0], started_at=t_wall, ended_at=time.time(),
+                                     calls[i].partition, started_at=t_wall, ended_at=time.time(),
                                      error=err.to_dict()))
             if retry:
                 retries[i] += 1
                 delay = policy.delay(retries[i], self.rng)
-                ctx.emit("task_retry", task.name, task=task.name, partition=calls[i][0],
+                ctx.emit("task_retry", task.name, task=task.name, partition=calls[i].partition,
                          retry_count=retries[i], max_retries=_jsonable_count(policy.max_retries),
                          delay=round(delay, 6), error=err.to_dict())
                 heapq.heappush(due, (time.monotonic() + delay, i))
                 return
             cancel_all()
             err.details.setdefault("step", task.name)
-            ctx.emit("step_failed", task.name, partition=calls[i][0], attempt=retries[i] + 1,
-                     error=err.to_dict())
+            ctx.emit("step_failed", task.name, partition=calls[i].partition,
+                     attempt=retries[i] + 1, error=err.to_dict())
             raise err
 
-        for i in range(n):
-            heapq.heappush(due, (0.0, i))
+        heapq.heapify(due)
+        names = ", ".join(sorted({c.task.name for c in calls}))
         try:
             while inflight or due:
                 now = time.monotonic()
@@ -703,32 +862,34 @@ class Executor:
                     submit(heapq.heappop(due)[1])
                 if ctx.cancelled:
                     cancel_all()
-                    raise Cancelled(f"step {task.name!r} cancelled", step=task.name)
+                    raise Cancelled(f"step {names!r} cancelled", step=names)
                 remaining = ctx.remaining_s()
                 if remaining is not None and remaining <= 0:
                     cancel_all()
                     err = StepTimeout(f"job {ctx.job_id} exceeded its timeout during step "
-                                      f"{task.name!r}", step=task.name)
-                    ctx.trace.add(StepRecord(task.name, "timed_out", started_at=time.time(),
+                                      f"{names!r}", step=names)
+                    ctx.trace.add(StepRecord(names, "timed_out", started_at=time.time(),
                                              ended_at=time.time(), error=err.to_dict()))
-                    ctx.emit("step_failed", task.name, error=err.to_dict())
+                    ctx.emit("step_failed", names, error=err.to_dict())
                     raise err
                 wait_s = self.poll_s
                 if remaining is not None:
                     wait_s = min(wait_s, remaining)
                 if due:
                     wait_s = min(wait_s, max(0.0, due[0][0] - now))
-                if task.timeout_s is not None and inflight:
-                    oldest = min(v[3] for v in inflight.values())
-                    wait_s = min(wait_s, max(0.0, oldest + task.timeout_s - now))
+                limits = [v[3] + timeouts[v[0]] for v in inflight.values()
+                          if timeouts[v[0]] is not None]
+                if limits:
+                    wait_s = min(wait_s, max(0.0, min(limits) - now))
                 if not inflight:
                     time.sleep(max(0.0, wait_s))
                     continue
                 ready, _ = ray.wait(list(inflight), num_returns=1, timeout=max(0.0, wait_s))
-                if ready:
+                if ready and len(inflight) > 1:
                     ready, _ = ray.wait(list(inflight), num_returns=len(inflight), timeout=0)
                 for ref in ready:
                     i, data_ref, t_wall, _, actor = inflight.pop(ref)
+                    task = calls[i].task
                     if pool is not None:
                         pool.give_back(actor)
                     try:
@@ -736,46 +897,35 @@ class Executor:
                     except Exception as exc:  # the task raised: classify, maybe retry
                         fail(i, classify(exc, task.name), t_wall)
                         continue
-                    if breaker is not None:
-                        breaker.record.remote(True)
+                    if id(task) in breakers:
+                        breakers[id(task)].record.remote(True)
                     results[i] = (report, data_ref)
                     ctx.trace.add(StepRecord(
                         task.name, "succeeded", report["attempt"], report["partition"],
                         started_at=report["started_at"], ended_at=report["ended_at"],
                         worker_pid=report["worker_pid"], node_id=report["node_id"],
                         task_id=report["task_id"], rows=report["rows"]))
-                if task.timeout_s is not None:
+                if limits:
                     now = time.monotonic()
                     for ref, (i, _, t_wall, t_mono, actor) in list(inflight.items()):
-                        if now - t_mono >= task.timeout_s:
+                        limit = timeouts[i]
+                        if limit is not None and now - t_mono >= limit:
                             inflight.pop(ref)
                             # a running actor task cannot be force-cancelled: kill its actor
                             ray.cancel(ref, force=actor is None, recursive=True)
                             if actor is not None and pool is not None:
                                 pool.discard(actor)
+                            name = calls[i].task.name
                             fail(i, StepTimeout(
-                                f"step {task.name!r} exceeded its timeout of "
-                                f"{task.timeout_s:g} s and was cancelled",
-                                timeout_s=task.timeout_s, step=task.name), t_wall, "timed_out")
+                                f"step {name!r} exceeded its timeout of {limit:g} s and was "
+                                "cancelled", timeout_s=limit, step=name), t_wall, "timed_out")
         except BaseException:
             cancel_all()
             raise
         finally:
             if pool is not None:
                 pool.close()
-
-        reports = [r for r, _ in results]  # type: ignore[misc]
-        for report in reports:
-            ctx.trace.attributes.update({f"{task.name}.{k}": v
-                                         for k, v in report["attributes"].items()})
-        if task.mode in ("map", "actor"):
-            output: Any = Partitions([d for _, d in results], reports)  # type: ignore[misc]
-        elif task.mode == "fanout":
-            items = reports[0]["items"]
-            output = Partitions(items, [{"rows": None} for _ in items])
-        else:
-            output = results[0][1]  # type: ignore[index]
-        return StepOutcome(task.name, reports, output, 0.0)
+        return results  # type: ignore[return-value]
 
     def _breaker(self, name: str) -> Any:
         from raysight.circuit_breaker import breaker
@@ -836,6 +986,47 @@ class _ActorPool:
         self.free.clear()
 
 
+@dataclass
+class _Call:
+    """One Ray task to run: a step, the partition it works on, and its arguments."""
+
+    task: Task
+    partition: int | None
+    args: tuple[Any, ...]
+
+
+def _is_plain_task(node: Step, ctx: RunContext, chain: bool = False) -> bool:
+    """A step that can join a batch: one remote call, no hooks, nothing to restore (and, in
+    a chain, no circuit breaker, which must be asked before each attempt)."""
+    return (isinstance(node, Task) and node.mode == "apply" and node.on_success is None
+            and not (chain and node.circuit_breaker)
+            and (ctx.checkpoints is None or not node.checkpoint
+                 or ctx.checkpoints.completed(ctx.key_of(node)) is None))
+
+
+def _args_of(task: Task, value: Any) -> tuple[Any, ...]:
+    if value is NOTHING:
+        return (None,) if _takes_input(task) else ()
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _outcome(task: Task, results: list[tuple[dict[str, Any], Any]],
+             ctx: RunContext) -> StepOutcome:
+    """A step's outcome from the results of its calls."""
+    reports = [r for r, _ in results]
+    for report in reports:
+        ctx.trace.attributes.update({f"{task.name}.{k}": v
+                                     for k, v in report["attributes"].items()})
+    if task.mode in ("map", "actor"):
+        output: Any = Partitions([d for _, d in results], reports)
+    elif task.mode == "fanout":
+        items = reports[0]["items"]
+        output = Partitions(items, [{"rows": None} for _ in items])
+    else:
+        output = results[0][1]
+    return StepOutcome(task.name, reports, output, 0.0)
+
+
 def _split_mapped(value: Any) -> tuple[Partitions, tuple[Any, ...]]:
     """The partitions a map step maps over, and the values broadcast to every call."""
     if isinstance(value, Partitions):
@@ -848,7 +1039,15 @@ def _split_mapped(value: Any) -> tuple[Partitions, tuple[Any, ...]]:
 
 
 def _takes_input(task: Task) -> bool:
-    params = inspect.signature(task.fn).parameters.values()
+    return _positional_params(task.fn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _positional_params(fn: Any) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return True
     return any(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
                and p.name != "ctx" for p in params)
 

@@ -16,6 +16,7 @@ step's input, as an ObjectRef), never through a shared mutable context.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,7 +121,7 @@ class Task(Step):
 
     @property
     def wants_ctx(self) -> bool:
-        return "ctx" in inspect.signature(self.fn).parameters
+        return _wants_ctx(self.fn)
 
     def options(
         self,
@@ -182,6 +183,16 @@ class Task(Step):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Call the function directly, in this process (notebooks, unit tests)."""
         return self.fn(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _wants_ctx(fn: Any) -> bool:
+    """True when ``fn`` (or, for a class, its ``__call__``) has a parameter named ``ctx``."""
+    target = fn.__call__ if isinstance(fn, type) else fn
+    try:
+        return "ctx" in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def step(

@@ -192,7 +192,7 @@ def test_a_rerun_with_the_same_checkpoints_skips_completed_steps(tmp_path):
     assert value.column("x").to_pylist() == ["s1", "s2", "s3"]
     assert marks(tmp_path) == ["s1", "s2", "s3"]  # s1 and s2 were not run again
     assert [e.step for e in events.of_type("step_restored")] == ["s1", "s2"]
-    manifest = json.loads((tmp_path / "ckpt" / "manifest.json").read_text())
+    manifest = CheckpointStore(store_url).manifest()
     assert sorted(e["step"] for e in manifest["steps"].values()) == ["s1", "s2", "s3"]
 
 
@@ -203,6 +203,18 @@ def test_checkpoint_files_are_written_whole(tmp_path):
     assert entry["path"].endswith("part-00003.arrow")
     assert store.read(entry).equals(table)
     assert not [p for p in (tmp_path / "001-load").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_torn_last_manifest_line_means_that_step_is_not_done(tmp_path):
+    store = CheckpointStore(str(tmp_path))
+    entry = store.write("000-a", 0, pa.table({"a": [1]}))
+    store.commit("000-a", "a", [entry], [{"rows": 1}])
+    with open(tmp_path / "manifest.jsonl", "a") as f:
+        f.write('{"key": "001-b", "step": "b", "par')  # the driver died mid-append
+    fresh = CheckpointStore(str(tmp_path))
+    assert fresh.completed("000-a") is not None
+    assert fresh.completed("001-b") is None
+    assert fresh.reports(fresh.completed("000-a")) == [{"rows": 1}]
 
 
 def test_checkpoints_of_another_spec_version_are_refused(tmp_path):
@@ -311,7 +323,7 @@ def test_a_driver_killed_with_sigkill_is_finished_by_resume(tmp_path):
     assert json.loads((run_dir / "result.json").read_text())["state"] == "COMPLETED"
     assert pq.read_table(run_dir / "result.parquet").equals(
         pq.read_table(runs / "expected" / "result.parquet"))
-    manifest = json.loads((run_dir / "checkpoints" / "manifest.json").read_text())
+    manifest = CheckpointStore(str(run_dir / "checkpoints")).manifest()
     assert {"load", "preprocess", "analyze", "analyze.combine"} <= {
         e["step"] for e in manifest["steps"].values()}
 
