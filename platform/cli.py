@@ -133,7 +133,15 @@ def _inspect(args: argparse.Namespace) -> int:
     result = json.loads(path.read_text(encoding="utf-8"))
     print(inspect_text(result))
     if args.views:
-        for name in write_debug_views(run_dir, None, result):
+        plan = None
+        spec_file = run_dir / "spec.json"
+        if spec_file.exists():  # the plan is rebuilt from the spec the job ran with
+            from raysight.jobs import parse_spec
+            from raysight.pipeline import AnalysisJob
+
+            spec = parse_spec(json.loads(spec_file.read_text(encoding="utf-8")), str(spec_file))
+            plan = AnalysisJob(spec, run_dir=args.run_dir, job_id=args.job_id).workflow()
+        for name in write_debug_views(run_dir, plan, result):
             print(f"wrote     {run_dir / name}")
     return EXIT_OK
 

@@ -178,3 +178,27 @@ def test_the_quick_start_command_runs_the_example_in_a_fresh_process(tmp_path):
     assert json.loads((run_dir / "result.json").read_text())["state"] == "COMPLETED"
     html = (run_dir / "report.html").read_text()
     assert "Plotly.newPlot" in html and "<script src=" not in html
+
+
+def test_inspect_prints_state_steps_and_errors_and_writes_views(ray_session, tmp_path, runs,
+                                                                 capsys):
+    spec = write_spec(tmp_path, execution={"retry": {"initial_s": 0.01},
+                                           "faults": [{"step": "analyze", "times": 1}]})
+    assert cli(capsys, "run", str(spec), "--run-dir", str(runs), "--quiet")[0] == 0
+    code, out, _ = cli(capsys, "inspect", "cli-job", "--run-dir", str(runs), "--views")
+    assert code == 0
+    assert "cli-job" in out and "COMPLETED" in out
+    assert "analyze" in out and "load.plan" in out
+    assert (runs / "cli-job" / "dag.mmd").read_text().startswith("flowchart")
+    html = (runs / "cli-job" / "timeline.html").read_text()
+    assert "<script src=" not in html
+
+
+def test_inspect_of_an_unknown_job_exits_two(tmp_path, capsys):
+    code, _, err = cli(capsys, "inspect", "nope", "--run-dir", str(tmp_path))
+    assert_invalid(code, err, "nope")
+
+
+def test_resume_of_an_unknown_job_exits_two(tmp_path, capsys):
+    code, _, err = cli(capsys, "resume", "nope", "--run-dir", str(tmp_path))
+    assert_invalid(code, err, "nope")
