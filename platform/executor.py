@@ -241,6 +241,12 @@ def _execute(fn: Any, meta: dict[str, Any], args: tuple[Any, ...]) -> tuple[dict
     elif meta["mode"] == "dynamic":
         report["plan"] = output
         output = None
+    elif meta["mode"] == "shard":
+        shards = list(output)
+        if len(shards) != meta["shards"]:
+            raise PermanentError(f"step {ctx.step!r} returned {len(shards)} shards, expected "
+                                 f"{meta['shards']}", step=ctx.step)
+        return (report, *shards)  # type: ignore[return-value]
     checkpoint = meta.get("checkpoint")
     if checkpoint is not None:
         report["checkpoint"] = checkpoint["store"].write(checkpoint["key"],
@@ -739,7 +745,7 @@ class Executor:
 
     def _run_remote(self, task: Task, value: Any, ctx: RunContext) -> StepOutcome:
         """Run one step's calls (one per partition for a mapped step) as Ray tasks."""
-        if task.mode in ("map", "actor"):
+        if task.mode in ("map", "actor", "shard"):
             mapped, broadcast = _split_mapped(value)
             calls = [_Call(task, i, (p, *broadcast)) for i, p in enumerate(mapped.items)]
         else:
@@ -792,12 +798,12 @@ class Executor:
                 return
             packed, layout = _pack(call.args if len(call.args) != 1 else call.args[0])
             checkpoint = (ctx.checkpoints is not None and task.checkpoint
-                          and task.mode not in ("fanout", "dynamic"))
+                          and task.mode not in ("fanout", "dynamic", "shard"))
             meta = {
                 "job_id": ctx.job_id, "step": task.name, "attempt": retries[i] + 1,
                 "partition": call.partition, "params": ctx.params, "layout": layout,
                 "wants_ctx": task.wants_ctx, "mode": task.mode, "faults": ctx.faults,
-                "lock": task.lock,
+                "lock": task.lock, "shards": task.shards,
                 "checkpoint": {"store": ctx.checkpoints, "key": ctx.key_of(task)}
                 if checkpoint else None,
             }
@@ -811,8 +817,13 @@ class Executor:
                     name=options[id(task)]["name"]).remote(meta, *packed)
             else:
                 fn = shared.get(id(task), task.fn)
-                report_ref, data_ref = _run_task.options(**options[id(task)]).remote(
-                    fn, meta, *packed)
+                if task.mode == "shard":
+                    refs = _run_task.options(**options[id(task)], num_returns=task.shards + 1
+                                             ).remote(fn, meta, *packed)
+                    report_ref, data_ref = refs[0], refs[1:]
+                else:
+                    report_ref, data_ref = _run_task.options(**options[id(task)]).remote(
+                        fn, meta, *packed)
             inflight[report_ref] = (i, data_ref, time.time(), time.monotonic(), actor)
 
         def cancel_all() -> None:
@@ -1017,8 +1028,13 @@ def _outcome(task: Task, results: list[tuple[dict[str, Any], Any]],
     for report in reports:
         ctx.trace.attributes.update({f"{task.name}.{k}": v
                                      for k, v in report["attributes"].items()})
-    if task.mode in ("map", "actor"):
-        output: Any = Partitions([d for _, d in results], reports)
+    if task.mode == "shard":
+        # shard j of the output holds shard j of every input partition
+        output: Any = Partitions([Partitions([d[j] for _, d in results])
+                                  for j in range(task.shards)],
+                                 [{"rows": None} for _ in range(task.shards)])
+    elif task.mode in ("map", "actor"):
+        output = Partitions([d for _, d in results], reports)
     elif task.mode == "fanout":
         items = reports[0]["items"]
         output = Partitions(items, [{"rows": None} for _ in items])

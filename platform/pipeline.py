@@ -137,6 +137,20 @@ def _analyze_combine(partials: list[Any], kernel: Any) -> AnalysisResult:
     return kernel.combine(partials)
 
 
+def _analyze_shard(table: pa.Table, kernel: Any, shards: int) -> list[pa.Table]:
+    """Hash-split one partition by the kernel's keys (one output per shard)."""
+    return kernel.shard(pl.from_arrow(table), shards)
+
+
+def _analyze_reduce(tables: list[pa.Table], kernel: Any) -> pa.Table:
+    """The exact answer for one shard: all rows of its groups, from every partition."""
+    return kernel.reduce_shard(tables)
+
+
+def _analyze_finish(shards: list[pa.Table], kernel: Any) -> AnalysisResult:
+    return kernel.finish(shards)
+
+
 def _make_results(result: AnalysisResult, charts: list[Any], exports: list[tuple[Any, str]],
                   staging: str, info: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Render charts (an unsupported pairing is an error entry) and write the exports."""
@@ -274,13 +288,29 @@ class AnalysisJob:
         preprocess = self._preprocess_flow().when(lambda ctx: bool(self.ops),
                                                   "no preprocessing operations")
         kernel = self.kernel
+        if kernel.shuffle_keys():
+            # holistic per-group work (median, top-k...): shuffle rows by key, reduce each
+            # shard exactly, then put the shards together
+            shards = _shard_count()
+            many: Step = (
+                self._task("analyze", "analyze.shuffle", partial(
+                    _analyze_shard, kernel=kernel, shards=shards), mode="map",
+                ).with_checkpoint(False).replace_shards(shards)
+                >> self._task("analyze", "analyze", partial(_analyze_reduce, kernel=kernel),
+                              mode="map")
+                >> self._task("analyze", "analyze.combine", partial(_analyze_finish,
+                                                                    kernel=kernel),
+                              on_success=self._on_analyzed))
+        else:
+            many = (self._task("analyze", "analyze", partial(_analyze_partial, kernel=kernel),
+                               mode="map")
+                    >> self._task("analyze", "analyze.combine", partial(
+                        _analyze_combine, kernel=kernel), on_success=self._on_analyzed))
         analyze = branch(
             lambda ctx: ctx.state.get("partitions", 1) == 1,
             self._task("analyze", "analyze", partial(_analyze_whole, kernel=kernel),
                        on_success=self._on_analyzed),
-            self._task("analyze", "analyze", partial(_analyze_partial, kernel=kernel), mode="map")
-            >> self._task("analyze", "analyze.combine", partial(_analyze_combine, kernel=kernel),
-                          on_success=self._on_analyzed),
+            many,
         )
         info = {"user_id": self.spec.user_id, "analysis_type": self.kernel.name}
         # results re-run on resume: they write the staged files that the commit moves
@@ -493,6 +523,12 @@ class AnalysisJob:
 
 def _complete(value: Any) -> Any:
     return value
+
+
+def _shard_count() -> int:
+    """Shards of a shuffle: one per CPU of the cluster (at least two)."""
+    cpus = ray.cluster_resources().get("CPU", 2) if ray.is_initialized() else 2
+    return max(2, int(cpus))
 
 
 def _absolute_source(source: Any) -> Any:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 from raysight.resources import Resources, parse_bytes
 from raysight.retry import RetryPolicy
 
-Mode = Literal["apply", "map", "fanout", "driver", "dynamic", "actor"]
+Mode = Literal["apply", "map", "fanout", "driver", "dynamic", "actor", "shard"]
 
 
 @dataclass(frozen=True)
@@ -118,6 +118,9 @@ class Task(Step):
     lock: LockSpec | None = None
     #: actor mode: how many actors serve the calls of one execution of the step
     concurrency: int = 1
+    #: shard mode: each call returns this many outputs (a hash split of its partition); the
+    #: step's output has one partition per shard, holding that shard of every input partition
+    shards: int = 0
 
     @property
     def wants_ctx(self) -> bool:
@@ -173,6 +176,10 @@ class Task(Step):
     def with_checkpoint(self, enabled: bool = True) -> Task:
         """Persist (or not) this step's output when the run has a checkpoint store."""
         return dataclasses.replace(self, checkpoint=enabled)
+
+    def replace_shards(self, shards: int) -> Task:
+        """A shard-mode copy whose calls each return ``shards`` outputs."""
+        return dataclasses.replace(self, mode="shard", shards=shards)
 
     def with_retry(self, policy: RetryPolicy) -> Task:
         return self.options(retry=policy)
