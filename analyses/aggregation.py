@@ -372,6 +372,9 @@ class AggregationConfig(PluginConfig):
     order_by: list[str] | None = Field(default=None, min_length=1)
     #: descending order for all of ``order_by``, or one flag per column
     descending: bool | list[bool] = False
+    #: False: leave rows in whatever order the group-by produced them (cheaper for many
+    #: groups; the order is then unspecified, like SQL without ORDER BY)
+    sort: bool = True
 
     @model_validator(mode="after")
     def _check(self) -> AggregationConfig:
@@ -420,6 +423,8 @@ class AggregationConfig(PluginConfig):
                 )
         elif isinstance(self.descending, list) or self.descending:
             raise ValueError("descending needs order_by (the default order is the keys ascending)")
+        if not self.sort and self.order_by is not None:
+            raise ValueError("order_by asks for an order and sort: false for none; choose one")
         return self
 
 
@@ -735,7 +740,7 @@ class Aggregation(Analysis[AggregationConfig]):
                     having=self.config.having,
                 ) from None
         by, descending = self._order()
-        if by:
+        if by and self.config.sort:
             table = table.sort(by, descending=descending, nulls_last=True)
         names = [m.output_name for m in self.config.metrics]
         groups = table.height

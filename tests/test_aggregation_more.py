@@ -34,7 +34,7 @@ from test_aggregation import (
     tolerance,
 )
 
-from raysight.analyses.aggregation import Aggregation, Metric, parse_expression
+from raysight.analyses.aggregation import Aggregation, AggregationConfig, Metric, parse_expression
 from raysight.errors import InputError
 
 CORR_ATOL = 1e-9
@@ -702,3 +702,18 @@ def test_shuffle_api_misuse_raises_value_error() -> None:
         build(["k"], m("median", "v")).reduce_shard([])
     with pytest.raises(ValueError, match="at least one"):
         build(["k"], m("median", "v")).finish([])
+
+
+def test_sort_false_returns_the_same_rows_in_unspecified_order():
+    df = pl.DataFrame({"k": ["b", "a", None, "b", "c"], "v": [1, 2, 3, 4, 5]})
+    metrics = [{"column": "v", "function": "sum", "alias": "s"}]
+    ordered = Aggregation(AggregationConfig(group_by=["k"], metrics=metrics)).run(df).table
+    loose = Aggregation(AggregationConfig(group_by=["k"], metrics=metrics, sort=False)).run(df)
+    assert sorted(pl.from_arrow(loose.table).rows(), key=str) == sorted(
+        pl.from_arrow(ordered).rows(), key=str)
+
+
+def test_sort_false_with_order_by_is_rejected():
+    with pytest.raises(ValidationError, match="choose one"):
+        AggregationConfig(group_by=["k"], metrics=[{"function": "count"}], sort=False,
+                          order_by=["count"])

@@ -1,0 +1,136 @@
+"""The ten db-benchmark group-by questions: raysight's kernels on data already in Ray's object
+store against Polars on a DataFrame, in the same run (see shared/design/db-benchmark-groupby.md).
+
+raysight runs each question's job spec (examples/dbbench/qNN.yaml) through the same plan as a
+job's analyze step: Ray tasks over the partitions in the object store (one partition: the
+single-task fast path; several: partial/combine, or a shuffle for holistic metrics), and each
+run includes fetching the answer to the driver. Polars runs the idiomatic query on its
+DataFrame. Each question runs twice; the best of the two counts, as db-benchmark does::
+
+    python benchmarks/bench_dbbench.py --rows 10000000 --k 100 --partitions 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import polars as pl
+import ray
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dbbench_data  # noqa: E402
+
+from raysight import registry  # noqa: E402
+from raysight.executor import Executor, Partitions, RunContext  # noqa: E402
+from raysight.jobs import load_spec  # noqa: E402
+from raysight.pipeline import (  # noqa: E402
+    _analyze_combine,
+    _analyze_finish,
+    _analyze_partial,
+    _analyze_reduce,
+    _analyze_shard,
+    _analyze_whole,
+)
+from raysight.workflow import Step, Task  # noqa: E402
+
+POLARS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
+    "q01": lambda x: x.group_by("id1").agg(pl.col("v1").sum()),
+    "q02": lambda x: x.group_by("id1", "id2").agg(pl.col("v1").sum()),
+    "q03": lambda x: x.group_by("id3").agg(pl.col("v1").sum(), pl.col("v3").mean()),
+    "q04": lambda x: x.group_by("id4").agg(pl.col("v1", "v2", "v3").mean()),
+    "q05": lambda x: x.group_by("id6").agg(pl.col("v1", "v2", "v3").sum()),
+    "q06": lambda x: x.group_by("id4", "id5").agg(pl.col("v3").median().alias("median_v3"),
+                                                  pl.col("v3").std().alias("sd_v3")),
+    "q07": lambda x: x.group_by("id3").agg(
+        (pl.col("v1").max() - pl.col("v2").min()).alias("range_v1_v2")),
+    "q08": lambda x: x.drop_nulls("v3").group_by("id6").agg(
+        pl.col("v3").top_k(2).alias("largest2_v3")).explode("largest2_v3"),
+    "q09": lambda x: x.group_by("id2", "id4").agg(
+        (pl.corr("v1", "v2") ** 2).alias("r2")),
+    "q10": lambda x: x.group_by("id1", "id2", "id3", "id4", "id5", "id6").agg(
+        pl.col("v3").sum().alias("v3"), pl.len().alias("count")),
+}
+
+
+def plan_for(kernel: object, partitions: int, shards: int) -> Step:
+    """The analyze step of a job (as raysight.pipeline plans it) for this many partitions."""
+    if partitions == 1:
+        return Task(partial(_analyze_whole, kernel=kernel), "analyze")
+    if kernel.shuffle_keys():  # type: ignore[attr-defined]
+        return (Task(partial(_analyze_shard, kernel=kernel, shards=shards), "analyze.shuffle",
+                     mode="shard", shards=shards)
+                >> Task(partial(_analyze_reduce, kernel=kernel), "analyze", mode="map")
+                >> Task(partial(_analyze_finish, kernel=kernel), "analyze.combine"))
+    return (Task(partial(_analyze_partial, kernel=kernel), "analyze", mode="map")
+            >> Task(partial(_analyze_combine, kernel=kernel), "analyze.combine"))
+
+
+def best_of_two(fn: Callable[[], object]) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(2):
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--k", type=int, default=100)
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument("--sorted-output", action="store_true",
+                        help="keep the specs' default key ordering (db-benchmark has none)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    ray.init(logging_level="ERROR", log_to_driver=False)
+    df = pl.from_arrow(dbbench_data.generate(args.rows, args.k))
+    assert isinstance(df, pl.DataFrame)
+    # partitions go into the object store in Polars' own Arrow layout (string views), so a
+    # task reads them without converting
+    size = -(-df.height // args.partitions)
+    refs = [ray.put(part.to_arrow(compat_level=pl.CompatLevel.newest()))
+            for part in df.iter_slices(size)]
+    data = Partitions(refs, [{} for _ in refs])
+    shards = max(2, int(ray.cluster_resources().get("CPU", 2)))
+    executor = Executor()
+    rows = []
+    for question, polars_query in POLARS.items():
+        overrides = [] if args.sorted_output else ["analysis.sort=false"]
+        spec = load_spec(ROOT / "examples" / "dbbench" / f"{question}.yaml", overrides)
+        kernel = registry.analyses.build(spec.analysis)
+        plan = plan_for(kernel, len(refs), shards)
+
+        def ours(plan: Step = plan) -> object:
+            return ray.get(executor.run(plan, RunContext(f"dbbench-{question}"), data)).table
+
+        t_ours, answer = best_of_two(ours)
+        t_polars, expected = best_of_two(lambda q=polars_query: q(df))
+        assert answer.num_rows == expected.height, (question, answer.num_rows, expected.height)
+        rows.append((question, t_polars, t_ours, expected.height))
+    total_p = sum(r[1] for r in rows)
+    total_o = sum(r[2] for r in rows)
+    print(f"db-benchmark group-by, {args.rows:,} rows, K={args.k}, {len(refs)} partition(s), "
+          f"best of 2, output {'sorted' if args.sorted_output else 'unordered'}")
+    print(f"  {'question':8s} {'rows':>9s} {'polars s':>9s} {'raysight s':>10s} {'ratio':>6s} "
+          f"{'delta ms':>8s}")
+    for question, tp, to, n in rows:
+        print(f"  {question:8s} {n:9d} {tp:9.3f} {to:10.3f} {to / tp:6.2f} "
+              f"{1000 * (to - tp):8.0f}")
+    print(f"  {'total':8s} {'':9s} {total_p:9.3f} {total_o:10.3f} {total_o / total_p:6.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": args.rows, "k": args.k,
+                                         "partitions": len(refs), "questions": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
