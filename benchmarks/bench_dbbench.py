@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         kernel = registry.analyses.build(spec.analysis)
         plan = plan_for(kernel, len(refs), shards)
 
-        def ours(plan: Step = plan) -> object:
-            return ray.get(executor.run(plan, RunContext(f"dbbench-{question}"), data)).table
+        def ours(plan: Step = plan, job: str = f"dbbench-{question}") -> object:
+            return ray.get(executor.run(plan, RunContext(job), data)).table
 
         t_ours, answer = best_of_two(ours)
         t_polars, expected = best_of_two(lambda q=polars_query: q(df))

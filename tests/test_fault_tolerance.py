@@ -15,10 +15,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import ray
 import yaml
-
 from conftest import EXAMPLES, REPO_ROOT
+
 from raysight.checkpoint import CheckpointStore
 from raysight.errors import PermanentError, StepTimeout
 from raysight.events import EventLog, Observers

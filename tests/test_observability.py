@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import ray
-
 from conftest import EXAMPLES
+
 from raysight.jobs import parse_spec
 from raysight.observability import OtelObserver
 from raysight.pipeline import AnalysisJob

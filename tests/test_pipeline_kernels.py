@@ -119,7 +119,8 @@ def test_db_benchmark_questions_through_the_pipeline_equal_duckdb(tmp_path):
         "q07": "SELECT id3, max(v1) - min(v2) AS range_v1_v2 FROM x GROUP BY id3 ORDER BY id3",
     }.items():
         spec = load_spec(EXAMPLES / "dbbench" / f"{question}.yaml",
-                         [f"source.path={folder}", "exports=[{format: parquet, path: out.parquet}]"])
+                         [f"source.path={folder}",
+                          "exports=[{format: parquet, path: out.parquet}]"])
         got = distributed_any(spec, tmp_path)
         expected = pl.from_arrow(duckdb.sql(sql).arrow())
         assert_frame_equal(got, expected, check_exact=False, rel_tol=1e-9, check_dtypes=False)
