@@ -43,7 +43,7 @@ def exports_under(run_root: Path) -> list[str]:
     if not run_root.exists():
         return []
     return sorted(p.name for p in run_root.rglob("*") if p.is_file()
-                  and p.name not in ("result.json", "events.jsonl", "spec.json")
+                  and p.name not in ("result.json", "events.jsonl", "spec.json", "audit.jsonl")
                   and "checkpoints" not in p.parts)
 
 

@@ -192,7 +192,7 @@ def test_a_step_over_its_timeout_is_cancelled_and_the_job_fails_with_a_timeout(t
     assert result.state == "FAILED"
     assert result.errors[0]["category"] == "timeout"
     assert result.execution_time_s < 30
-    analyze = [t for t in job_tasks("slow-job", expect=4) if t.name == "slow-job/analyze"]
+    analyze = [t for t in job_tasks("slow-job", expect=3) if t.name == "slow-job/analyze"]
     assert [t.state for t in analyze] == ["FAILED"]
 
 
@@ -213,7 +213,7 @@ def test_a_failed_job_leaves_no_export_files(tmp_path):
     assert result.state == "FAILED"
     run_dir = tmp_path_of(result)
     assert sorted(p.name for p in run_dir.iterdir()) == [
-        "checkpoints", "events.jsonl", "result.json", "spec.json"]
+        "audit.jsonl", "checkpoints", "events.jsonl", "result.json", "spec.json"]
     assert result.outputs == []
 
 
