@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import dbbench_data  # noqa: E402
+from timing import best_and_last  # noqa: E402
 
 from raysight import registry  # noqa: E402
 from raysight.executor import Executor, Partitions, RunContext  # noqa: E402
@@ -73,15 +73,6 @@ def plan_for(kernel: object, partitions: int, shards: int) -> Step:
             >> Task(partial(_analyze_combine, kernel=kernel), "analyze.combine"))
 
 
-def best_of_two(fn: Callable[[], object]) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(2):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -112,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         def ours(plan: Step = plan, job: str = f"dbbench-{question}") -> object:
             return ray.get(executor.run(plan, RunContext(job), data)).table
 
-        t_ours, answer = best_of_two(ours)
-        t_polars, expected = best_of_two(lambda q=polars_query: q(df))
+        t_ours, answer = best_and_last(ours)
+        t_polars, expected = best_and_last(lambda q=polars_query: q(df))
         assert answer.num_rows == expected.height, (question, answer.num_rows, expected.height)
         rows.append((question, t_polars, t_ours, expected.height))
     total_p = sum(r[1] for r in rows)

@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import ray
+from timing import best_of
 
 from raysight.checkpoint import CheckpointStore
 from raysight.executor import Executor, RunContext, fetch
@@ -61,15 +61,6 @@ def ours_fanout(n: int) -> Callable[[], None]:
         fetch(Executor().run(flow, RunContext("bench_fanout"), 0))
 
     return run
-
-
-def best_of(fn: Callable[[], None], repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv: list[str] | None = None) -> int:

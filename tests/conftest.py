@@ -60,3 +60,21 @@ def job_tasks(job_id: str, expect: int, timeout_s: float = 20.0) -> list:
             break
         time.sleep(0.5)
     return found
+
+
+class FakeClock:
+    """A clock that only moves when a test says so (for retry, breaker and lease tests)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 import ray
+from conftest import FakeClock
 
 from raysight.circuit_breaker import (
     CircuitBreaker,
@@ -24,22 +25,6 @@ from raysight.errors import (
     StepTimeout,
     TransientError,
 )
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

@@ -106,7 +106,7 @@ def test_actor_steps_map_partitions_over_a_pool_of_actors():
     scale = step(Scaler, name="scale", mode="actor", concurrency=2)
     value, _, _ = run(five_numbers >> scale)
     assert [v for v, _ in value] == [2, 4, 6, 8, 10]
-    assert 1 <= len({pid for _, pid in value}) <= 2
+    assert len({pid for _, pid in value}) in (1, 2)  # no more actors than the concurrency
 
 
 class Sleeper:

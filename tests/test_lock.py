@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 import ray
+from conftest import FakeClock
 
 from raysight.errors import InconsistentState, TransientError
 from raysight.lock import (
@@ -23,22 +24,6 @@ from raysight.lock import (
     distributed_lock,
     lock_manager,
 )
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
