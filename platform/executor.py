@@ -522,10 +522,8 @@ class Executor:
                         "lock": task.lock,
                         "checkpoint": {"store": ctx.checkpoints, "key": ctx.key_of(task)}
                         if checkpoint else None}
-                report_ref, data_ref = _run_task.options(
-                    name=f"{ctx.job_id}/{task.name}", max_retries=task.system_retries,
-                    retry_exceptions=False, **task.resources.ray_options(),
-                ).remote(task.fn, meta, *packed)
+                report_ref, data_ref = _remote_for(
+                    f"{ctx.job_id}/{task.name}", task).remote(task.fn, meta, *packed)
                 submitted.append((k, report_ref, data_ref, time.time()))
                 current = data_ref
             confirmed_at = time.monotonic()
@@ -770,9 +768,7 @@ class Executor:
         # a function shared by many calls goes into the object store once
         shared = {k: ray.put(t.fn) for k, t in steps.items()
                   if t.mode != "actor" and sum(c.task is t for c in calls) > 1}
-        options = {k: {"name": f"{ctx.job_id}/{t.name}", "max_retries": t.system_retries,
-                       "retry_exceptions": False, **t.resources.ray_options()}
-                   for k, t in steps.items()}
+        options = {k: f"{ctx.job_id}/{t.name}" for k, t in steps.items()}
         breakers = {k: self._breaker(t.circuit_breaker)
                     for k, t in steps.items() if t.circuit_breaker}
         n = len(calls)
@@ -814,16 +810,15 @@ class Executor:
                     heapq.heappush(due, (time.monotonic() + self.poll_s / 5, i))
                     return
                 report_ref, data_ref = actor.run.options(
-                    name=options[id(task)]["name"]).remote(meta, *packed)
+                    name=options[id(task)]).remote(meta, *packed)
             else:
                 fn = shared.get(id(task), task.fn)
+                remote = _remote_for(options[id(task)], task)
                 if task.mode == "shard":
-                    refs = _run_task.options(**options[id(task)], num_returns=task.shards + 1
-                                             ).remote(fn, meta, *packed)
+                    refs = remote.remote(fn, meta, *packed)
                     report_ref, data_ref = refs[0], refs[1:]
                 else:
-                    report_ref, data_ref = _run_task.options(**options[id(task)]).remote(
-                        fn, meta, *packed)
+                    report_ref, data_ref = remote.remote(fn, meta, *packed)
             inflight[report_ref] = (i, data_ref, time.time(), time.monotonic(), actor)
 
         def cancel_all() -> None:
@@ -1004,6 +999,30 @@ class _Call:
     task: Task
     partition: int | None
     args: tuple[Any, ...]
+
+
+@functools.lru_cache(maxsize=1024)
+def _remote_options(name: str, system_retries: int, num_returns: int, num_cpus: float,
+                    num_gpus: float, memory: int | None,
+                    resources: tuple[tuple[str, float], ...]) -> Any:
+    opts: dict[str, Any] = {"name": name, "max_retries": system_retries,
+                            "retry_exceptions": False, "num_returns": num_returns,
+                            "num_cpus": num_cpus}
+    if num_gpus:
+        opts["num_gpus"] = num_gpus
+    if memory:
+        opts["memory"] = memory
+    if resources:
+        opts["resources"] = dict(resources)
+    return _run_task.options(**opts)
+
+
+def _remote_for(name: str, task: Task) -> Any:
+    """The remote function with a task's Ray options (built once per name and options)."""
+    r = task.resources
+    return _remote_options(name, task.system_retries,
+                           task.shards + 1 if task.mode == "shard" else 2, r.num_cpus,
+                           r.num_gpus, r.memory, tuple(sorted(r.resources.items())))
 
 
 def _is_plain_task(node: Step, ctx: RunContext, chain: bool = False) -> bool:

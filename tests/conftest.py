@@ -23,7 +23,9 @@ def ray_session():
         p for p in (str(TESTS_DIR), os.environ.get("PYTHONPATH", "")) if p)
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, logging_level="ERROR", log_to_driver=False)
+        context = ray.init(num_cpus=2, logging_level="ERROR", log_to_driver=False)
+        # state queries go to this session's own cluster, never to another one on the machine
+        os.environ["RAY_STATE_ADDRESS"] = f"http://{context.dashboard_url}"
     yield ray
 
 
@@ -44,6 +46,11 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"{name} is not reachable on {host}:{port}")
 
 
+def state_address() -> str | None:
+    """The dashboard of the session's Ray cluster (for ray.util.state queries)."""
+    return os.environ.get("RAY_STATE_ADDRESS")
+
+
 def job_tasks(job_id: str, expect: int, timeout_s: float = 20.0) -> list:
     """Ray's task records whose name starts with ``<job_id>/`` (state events arrive
     asynchronously, so poll until ``expect`` of them have finished or failed)."""
@@ -54,7 +61,8 @@ def job_tasks(job_id: str, expect: int, timeout_s: float = 20.0) -> list:
     deadline = time.monotonic() + timeout_s
     found: list = []
     while time.monotonic() < deadline:
-        found = [t for t in list_tasks(limit=10000, raise_on_missing_output=False)
+        found = [t for t in list_tasks(address=state_address(), limit=10000,
+                                       raise_on_missing_output=False)
                  if t.name.startswith(f"{job_id}/")]
         if len(found) >= expect and all(t.state in ("FINISHED", "FAILED") for t in found):
             break

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import EXAMPLES, REPO_ROOT
+from conftest import EXAMPLES, REPO_ROOT, state_address
 
 from raysight.checkpoint import CheckpointStore
 from raysight.errors import PermanentError, StepTimeout
@@ -125,7 +125,7 @@ def test_an_actor_step_over_its_timeout_is_cancelled_by_killing_its_actor():
     from ray.util.state import list_actors
 
     time.sleep(1.0)
-    alive = [a for a in list_actors(filters=[("state", "=", "ALIVE")],
+    alive = [a for a in list_actors(address=state_address(), filters=[("state", "=", "ALIVE")],
                                     raise_on_missing_output=False)
              if a.class_name == "_StepActor"]
     assert alive == []
@@ -254,7 +254,8 @@ def test_a_worker_killed_with_sigkill_does_not_stop_the_job(tmp_path):
     def kill_the_running_worker():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
-            for task in list_tasks(filters=[("name", "=", "kill-worker/analyze.combine")],
+            for task in list_tasks(address=state_address(),
+                                   filters=[("name", "=", "kill-worker/analyze.combine")],
                                    detail=True, raise_on_missing_output=False):
                 if task.state == "RUNNING" and task.worker_pid:
                     os.kill(task.worker_pid, signal.SIGKILL)

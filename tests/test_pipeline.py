@@ -10,7 +10,7 @@ import pandas as pd
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from conftest import EXAMPLES, job_tasks
+from conftest import EXAMPLES, job_tasks, state_address
 from polars.testing import assert_frame_equal
 
 from raysight.jobs import load_spec, parse_spec
@@ -152,7 +152,8 @@ def test_every_ray_task_of_a_job_is_named_job_slash_step(tmp_path):
     run_job(tmp_path, spec)
     ended_ms = time.time() * 1000
     job_tasks("named-job", expect=5)
-    during = [t for t in list_tasks(limit=10000, detail=True, raise_on_missing_output=False)
+    during = [t for t in list_tasks(address=state_address(), limit=10000, detail=True,
+                                    raise_on_missing_output=False)
               if t.type == "NORMAL_TASK" and t.creation_time_ms
               and started_ms <= t.creation_time_ms <= ended_ms]
     assert during, "the job ran no Ray task"
