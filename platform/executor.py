@@ -595,12 +595,12 @@ class Executor:
                                       f"{task.timeout_s:g} s and was cancelled",
                                       timeout_s=task.timeout_s, step=task.name)
                 wait_s = min(wait_s, left)
-            ready, _ = ray.wait([ref], timeout=max(0.0, wait_s))
-            if ready:
-                try:
-                    return ray.get(ref)
-                except Exception as exc:
-                    raise classify(exc, task.name) from exc
+            try:  # one call: wait up to wait_s for the (small) report
+                return ray.get(ref, timeout=max(0.0, wait_s))
+            except GetTimeoutError:
+                continue
+            except Exception as exc:
+                raise classify(exc, task.name) from exc
 
     def _run_retrying(self, node: Retrying, value: Any, ctx: RunContext) -> Any:
         started = time.monotonic()
