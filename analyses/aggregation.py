@@ -794,9 +794,12 @@ def _direct(m: Metric) -> pl.Expr:
             return getattr(col, m.function)(ddof=1).cast(pl.Float64)
         case "corr" | "r2":
             assert m.other is not None
-            # Polars' one-pass corr (pairwise complete) where defined as in _correlation
-            parts = {name: e for name, (e, _) in _comoments(m.column, m.other).items()}
-            defined = _defined(*(parts[p] for p in ("n", "minx", "maxx", "miny", "maxy")))
+            # Polars' one-pass corr (pairwise complete) where defined as in _correlation; the
+            # masks avoid materializing the filtered columns
+            both = pl.col(m.column).is_not_null() & pl.col(m.other).is_not_null()
+            xs = pl.when(both).then(pl.col(m.column))
+            ys = pl.when(both).then(pl.col(m.other))
+            defined = _defined(both.sum(), xs.min(), xs.max(), ys.min(), ys.max())
             corr = pl.when(defined).then(pl.corr(m.column, m.other))
             return corr if m.function == "corr" else corr**2
     raise AssertionError(m.function)

@@ -344,7 +344,9 @@ def classify(exc: BaseException, step: str) -> WorkflowError:
         return StepTimeout(f"step {step!r} timed out waiting for a result", step=step)
     if isinstance(cause, (TypeError, AttributeError)) and "pickle" in str(cause).lower():
         return SerializationError(f"step {step!r}: {cause}", step=step)
-    detail = "".join(traceback.format_exception(cause)) if isinstance(cause, BaseException) else ""
+    # a task's own traceback travels as text in Ray's wrapper; a local one is formatted
+    detail = getattr(exc, "traceback_str", "") or (
+        "".join(traceback.format_exception(cause)) if isinstance(cause, BaseException) else "")
     return PermanentError(f"step {step!r} failed: {type(cause).__name__}: {cause}",
                           step=step, traceback=detail[-4000:])
 

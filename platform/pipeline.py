@@ -40,7 +40,7 @@ from raysight.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.plugins import AnalysisResult, ReportContext
 from raysight.resources import Resources
 from raysight.retry import Exponential, RetryPolicy
-from raysight.tables import conform, unify
+from raysight.tables import conform, portable, unify
 from raysight.templates import render
 from raysight.workflow import Pass, Step, Task, branch, parallel, tasks
 
@@ -154,6 +154,7 @@ def _analyze_finish(shards: list[pa.Table], kernel: Any) -> AnalysisResult:
 def _make_results(result: AnalysisResult, charts: list[Any], exports: list[tuple[Any, str]],
                   staging: str, info: dict[str, Any], ctx: Any) -> dict[str, Any]:
     """Render charts (an unsupported pairing is an error entry) and write the exports."""
+    result = AnalysisResult(result.kind, portable(result.table), result.summary)
     figures, visualizations = [], []
     for i, chart in enumerate(charts):
         title = getattr(chart.config, "title", "") or f"{chart.name} chart {i + 1}"

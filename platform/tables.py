@@ -17,6 +17,17 @@ def unify(schemas: list[pa.Schema]) -> pa.Schema:
             from None
 
 
+def portable(table: pa.Table) -> pa.Table:
+    """``table`` with view types (Polars' string and binary views) cast to the classic large
+    types that every Arrow consumer reads; a no-op when there are none."""
+    views = {pa.string_view(): pa.large_string(), pa.binary_view(): pa.large_binary()}
+    if not any(f.type in views for f in table.schema):
+        return table
+    schema = pa.schema([f.with_type(views.get(f.type, f.type)) for f in table.schema],
+                       metadata=table.schema.metadata)
+    return table.cast(schema)
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema``'s columns and types (absent columns become null)."""
     if table.schema.equals(schema):
