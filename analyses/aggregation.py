@@ -794,12 +794,10 @@ def _direct(m: Metric) -> pl.Expr:
             return getattr(col, m.function)(ddof=1).cast(pl.Float64)
         case "corr" | "r2":
             assert m.other is not None
-            # Polars' one-pass corr (pairwise complete) where defined as in _correlation; the
-            # masks avoid materializing the filtered columns
-            both = pl.col(m.column).is_not_null() & pl.col(m.other).is_not_null()
-            xs = pl.when(both).then(pl.col(m.column))
-            ys = pl.when(both).then(pl.col(m.other))
-            defined = _defined(both.sum(), xs.min(), xs.max(), ys.min(), ys.max())
+            # Polars' one-pass corr (pairwise complete) where defined as in _correlation
+            # (filtered min/max measured faster than masked ones: 0.88 s vs 0.99 s at 1e7)
+            parts = {name: e for name, (e, _) in _comoments(m.column, m.other).items()}
+            defined = _defined(*(parts[p] for p in ("n", "minx", "maxx", "miny", "maxy")))
             corr = pl.when(defined).then(pl.corr(m.column, m.other))
             return corr if m.function == "corr" else corr**2
     raise AssertionError(m.function)
