@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
+from frames import assert_frames_match
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -167,30 +168,6 @@ def tolerance(df: pl.DataFrame, function: str | None, column: str | None) -> flo
     if function == "std":
         return 1e-6 * math.sqrt(s2)
     return 1e-12 * s1
-
-
-def assert_frames_match(
-    actual: pl.DataFrame, expected: pl.DataFrame, atol: dict[str, float] | None = None
-) -> None:
-    """Same columns and rows; nulls in the same places; ints and strings exact; floats close."""
-    atol = atol or {}
-    assert actual.columns == expected.columns
-    assert actual.height == expected.height
-    for name in actual.columns:
-        a, e = actual.get_column(name), expected.get_column(name)
-        assert a.is_null().to_list() == e.is_null().to_list(), name
-        if a.dtype.is_float() or e.dtype.is_float():
-            np.testing.assert_allclose(
-                a.drop_nulls().cast(pl.Float64).to_numpy(),
-                e.drop_nulls().cast(pl.Float64).to_numpy(),
-                rtol=1e-9,
-                atol=atol.get(name, 0.0),
-                err_msg=name,
-            )
-        elif a.dtype.is_integer():
-            assert a.cast(pl.Int64).to_list() == e.cast(pl.Int64).to_list(), name
-        else:
-            assert a.to_list() == e.to_list(), name
 
 
 def tolerances(agg: Aggregation, df: pl.DataFrame) -> dict[str, float]:

@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pytest
+from frames import assert_frames_match
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -27,7 +28,6 @@ from test_aggregation import (
     KEYS,
     MERGEABLE,
     PROPERTY,
-    assert_frames_match,
     reference_expr,
     result_frame,
     tables,

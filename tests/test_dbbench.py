@@ -23,11 +23,11 @@ from pathlib import Path
 from types import ModuleType
 
 import duckdb
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pytest
 from conftest import EXAMPLES, REPO_ROOT
+from frames import assert_frames_match
 
 from raysight.analyses.aggregation import Aggregation
 from raysight.jobs import load_spec
@@ -121,25 +121,9 @@ def answer(agg: Aggregation, df: pl.DataFrame, path: str) -> pa.Table:
 def assert_same_rows(actual: pl.DataFrame, expected: pl.DataFrame) -> None:
     """Equal as sets of rows: integers and strings exact, floats to 1e-9 relative."""
     assert actual.columns == expected.columns
-    assert actual.height == expected.height
     order = actual.columns
-    actual = actual.sort(order, nulls_last=True)
-    expected = expected.sort(order, nulls_last=True)
-    for name in order:
-        a, e = actual.get_column(name), expected.get_column(name)
-        assert a.is_null().to_list() == e.is_null().to_list(), name
-        if a.dtype.is_float() or e.dtype.is_float():
-            np.testing.assert_allclose(
-                a.drop_nulls().cast(pl.Float64).to_numpy(),
-                e.drop_nulls().cast(pl.Float64).to_numpy(),
-                rtol=1e-9,
-                atol=ABSOLUTE.get(name, 0.0),
-                err_msg=name,
-            )
-        elif a.dtype.is_integer():
-            assert a.cast(pl.Int64).to_list() == e.cast(pl.Int64).to_list(), name
-        else:
-            assert a.to_list() == e.to_list(), name
+    assert_frames_match(actual.sort(order, nulls_last=True),
+                        expected.sort(order, nulls_last=True), ABSOLUTE)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 
 import duckdb
-import numpy as np
 import polars as pl
 import pytest
+from frames import assert_same_schema_and_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -132,16 +132,8 @@ def fill_distributed(op: FillMissing, parts: list[pl.DataFrame]) -> pl.DataFrame
 
 
 def assert_same(actual: pl.DataFrame, expected: pl.DataFrame, atol: float = 0.0) -> None:
-    assert actual.schema == expected.schema
-    for name in actual.columns:
-        a, e = actual.get_column(name), expected.get_column(name)
-        assert a.is_null().to_list() == e.is_null().to_list(), name
-        if a.dtype.is_float():
-            np.testing.assert_allclose(
-                a.drop_nulls().to_numpy(), e.drop_nulls().to_numpy(), rtol=1e-9, atol=atol
-            )
-        else:
-            assert a.to_list() == e.to_list(), name
+    """Same columns, dtypes and nulls; floats to 1e-9 relative (NaN equal to NaN)."""
+    assert_same_schema_and_values(actual, expected, atol)
 
 
 @PROPERTY
