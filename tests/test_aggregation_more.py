@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pytest
-from frames import assert_frames_match
+from compare import assert_frames_match
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError

@@ -26,8 +26,8 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pytest
+from compare import assert_frames_match
 from conftest import EXAMPLES, REPO_ROOT
-from frames import assert_frames_match
 
 from raysight.analyses.aggregation import Aggregation
 from raysight.jobs import load_spec

@@ -11,7 +11,7 @@ import itertools
 import duckdb
 import polars as pl
 import pytest
-from frames import assert_same_schema_and_values
+from compare import assert_same_schema_and_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError

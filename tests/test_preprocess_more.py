@@ -18,7 +18,7 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-from frames import assert_same_schema_and_values
+from compare import assert_same_schema_and_values
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
