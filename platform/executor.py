@@ -529,13 +529,17 @@ class Executor:
                 submitted.append((k, report_ref, data_ref, time.time()))
                 current = data_ref
             confirmed_at = time.monotonic()
-            for pos, (k, report_ref, data_ref, t_wall) in enumerate(submitted):
+            for k, report_ref, data_ref, t_wall in submitted:
                 task = chain[k]
                 try:
                     report = self._await_report(report_ref, task, confirmed_at, ctx)
                 except WorkflowError as err:
-                    for _, later, _, _ in submitted[pos:]:
-                        ray.cancel(later, force=True, recursive=True)
+                    # Only a step that is still running is cancelled (timeout, cancellation);
+                    # the steps after it depend on its output and fail with it on their own.
+                    # Force-cancelling a task that already finished crashes Ray 2.60's core
+                    # worker ("Tried to complete task that was not pending").
+                    if isinstance(err, (StepTimeout, Cancelled)):
+                        ray.cancel(report_ref, force=True, recursive=True)
                     policy = task.retry or self.default_retry
                     retry = policy.should_retry(err, retries[k], time.monotonic() - first)
                     state = "timed_out" if isinstance(err, StepTimeout) else "failed"
