@@ -828,7 +828,12 @@ class Executor:
             inflight[report_ref] = (i, data_ref, time.time(), time.monotonic(), actor)
 
         def cancel_all() -> None:
+            # tasks that already finished are left alone: force-cancelling one crashes Ray
+            done = set(ray.wait(list(inflight), num_returns=len(inflight), timeout=0)[0]) \
+                if inflight else set()
             for ref, (_, _, _, _, actor) in inflight.items():
+                if ref in done:
+                    continue
                 try:
                     ray.cancel(ref, force=actor is None, recursive=True)
                 except Exception:  # already finished or gone
