@@ -570,10 +570,20 @@ class Aggregation(Analysis[AggregationConfig]):
         top = self._top_k
         if top is not None:
             return self._largest(df, top.output_name)
-        exprs = [_direct(m).alias(m.output_name) for m in self.plan.computed]
-        if not self.keys:
-            return df.select(exprs)
-        return df.group_by(self.keys).agg(exprs)
+        exprs, after = [], []
+        for m in self.plan.computed:
+            if m.function in PAIRED:
+                aggs, final = _paired(m, df, f"{_P}{len(after)}_")
+                exprs += aggs
+                after.append(final.alias(m.output_name))
+            else:
+                exprs.append(_direct(m).alias(m.output_name))
+        out = df.group_by(self.keys).agg(exprs) if self.keys else df.select(exprs)
+        if not after:
+            return out
+        return out.with_columns(after).select(
+            *self.keys, *(m.output_name for m in self.plan.computed)
+        )
 
     def _largest(self, df: pl.DataFrame, name: str) -> pl.DataFrame:
         """Keys and the k largest non-null values of each group, one row each, as ``name``."""
@@ -792,15 +802,51 @@ def _direct(m: Metric) -> pl.Expr:
             return col.quantile(m.q, "linear").cast(pl.Float64)
         case "std" | "var":
             return getattr(col, m.function)(ddof=1).cast(pl.Float64)
-        case "corr" | "r2":
-            assert m.other is not None
-            # Polars' one-pass corr (pairwise complete) where defined as in _correlation
-            # (filtered min/max measured faster than masked ones: 0.88 s vs 0.99 s at 1e7)
-            parts = {name: e for name, (e, _) in _comoments(m.column, m.other).items()}
-            defined = _defined(*(parts[p] for p in ("n", "minx", "maxx", "miny", "maxy")))
-            corr = pl.when(defined).then(pl.corr(m.column, m.other))
-            return corr if m.function == "corr" else corr**2
     raise AssertionError(m.function)
+
+
+# |sum| below this is exact in float64, so a mean of equal integers is exactly that integer
+_EXACT = 2**53
+
+
+def _paired(m: Metric, df: pl.DataFrame, prefix: str) -> tuple[list[pl.Expr], pl.Expr]:
+    """A corr/r2 metric over whole groups: aggregations (named with ``prefix``) and the
+    expression that gives the metric from them after the group-by.
+
+    r is null below two complete pairs or where a column is constant over them (as in
+    _correlation). ``pl.corr`` stays a bare aggregation, Polars' fast grouped path (wrapping
+    it in when/then or fill_nan inside the group-by made q9 of db-benchmark 1.7x slower).
+    Over integers whose sums are exact in float64 each undefined r comes out NaN (the
+    deviations from an exact mean are exactly 0), so NaN -> null is the whole check. Floats
+    need min/max: a constant float column's mean may be off by an ulp, giving a spurious r.
+    """
+    assert m.column is not None and m.other is not None
+    x, y = m.column, m.other
+    corr = pl.col(f"{prefix}r")
+    aggs = [pl.corr(x, y).alias(f"{prefix}r")]
+    if _integer_sums_exact(df, x) and _integer_sums_exact(df, y):
+        final = corr.fill_nan(None)
+    else:
+        if df[x].null_count() == 0 and df[y].null_count() == 0:
+            parts = {"n": pl.len(), "minx": pl.col(x).min(), "maxx": pl.col(x).max(),
+                     "miny": pl.col(y).min(), "maxy": pl.col(y).max()}
+        else:
+            parts = {name: e for name, (e, _) in _comoments(x, y).items()
+                     if name in ("n", "minx", "maxx", "miny", "maxy")}
+        aggs += [e.alias(f"{prefix}{name}") for name, e in parts.items()]
+        defined = _defined(*(pl.col(f"{prefix}{name}") for name in parts))
+        final = pl.when(defined).then(corr)
+    return aggs, final if m.function == "corr" else final**2
+
+
+def _integer_sums_exact(df: pl.DataFrame, column: str) -> bool:
+    """Whether ``column`` is integer and any sum of its values is exact in float64."""
+    if not df.schema[column].is_integer():
+        return False
+    if df.height == 0 or df[column].null_count() == df.height:
+        return True
+    low, high = df[column].min(), df[column].max()
+    return max(abs(int(low)), abs(int(high))) * df.height < _EXACT
 
 
 def _comoments(x: str, y: str) -> dict[str, tuple[pl.Expr, str]]:

@@ -96,10 +96,12 @@ DISTINCT = [m("count_distinct", c) for c in ("i", "f", "s")]
 small_ints = st.one_of(st.none(), st.integers(-3, 3))
 quarters = st.one_of(st.none(), st.integers(-400, 400).map(lambda v: v / 4))
 PAIR_SCHEMA = {"city": pl.String, "code": pl.Int64, "x": pl.Int64, "y": pl.Float64,
-               "z": pl.Float64}  # fmt: skip
+               "z": pl.Float64, "w": pl.Int32}  # fmt: skip
 PAIR_COLUMNS = {"city": st.sampled_from(["a", "b", None]), "code": st.one_of(st.none(),
-                st.integers(0, 2)), "x": small_ints, "y": quarters, "z": quarters}  # fmt: skip
-PAIRS = [m(f, c, other=o) for f in ("corr", "r2") for c, o in (("x", "y"), ("y", "z"), ("z", "x"))]
+                st.integers(0, 2)), "x": small_ints, "y": quarters, "z": quarters,
+                "w": small_ints}  # fmt: skip
+PAIRS = [m(f, c, other=o) for f in ("corr", "r2")
+         for c, o in (("x", "y"), ("y", "z"), ("z", "x"), ("x", "w"))]
 
 
 def pair_tables() -> st.SearchStrategy[pl.DataFrame]:
@@ -265,6 +267,31 @@ def test_corr_is_null_where_it_is_undefined(x: list[float | None], y: list[float
     assert agg.combine([agg.partial(p) for p in parts]).table.to_pylist() == [
         {"corr_x_y": None, "r2_x_y": None}
     ]
+
+
+@pytest.mark.parametrize("dtype", [pl.Int8, pl.Int64, pl.UInt32])
+@pytest.mark.parametrize(
+    ("x", "y"),
+    [([1], [2]), ([7, 7, 7], [1, 2, 3]), ([1, 2, None], [None, 5, 6]), ([None, None], [1, 2]),
+     ([], [])],
+    ids=["one pair", "constant column", "one complete pair", "no complete pair", "no rows"],
+)  # fmt: skip
+def test_corr_of_integers_is_null_where_it_is_undefined(
+    x: list[int | None], y: list[int | None], dtype: pl.DataType
+) -> None:
+    df = pl.DataFrame({"x": x, "y": y}, schema={"x": dtype, "y": dtype})
+    agg = build([], m("corr", "x", other="y"), m("r2", "x", other="y"))
+    assert agg.run(df).table.to_pylist() == [{"corr_x_y": None, "r2_x_y": None}]
+
+
+def test_corr_of_a_constant_column_of_huge_integers_is_null() -> None:
+    # 2**60 + 1 is not a float64: sums of it are inexact, so the exact min/max check decides
+    big = 2**60 + 1
+    df = pl.DataFrame({"g": [1, 1, 1, 2, 2, 2], "x": [big] * 3 + [big, big + 4096, big],
+                       "y": [1, 2, 3, 1, 2, 4]})  # fmt: skip
+    out = build(["g"], m("corr", "x", other="y")).run(df).table.to_pylist()
+    expected = df.filter(pl.col("g") == 2).select(pl.corr("x", "y")).item()
+    assert out == [{"g": 1, "corr_x_y": None}, {"g": 2, "corr_x_y": pytest.approx(expected)}]
 
 
 def test_corr_of_a_string_column_raises_input_error() -> None:
