@@ -79,6 +79,7 @@ from pydantic import Field, model_validator
 from raysight.analyses.descriptive import as_frame, is_numeric, require_columns, stack
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
+from raysight.tables import to_arrow
 
 __all__ = [
     "Aggregation",
@@ -570,7 +571,8 @@ class Aggregation(Analysis[AggregationConfig]):
         top = self._top_k
         if top is not None:
             return self._largest(df, top.output_name)
-        exprs, after = [], []
+        exprs: list[pl.Expr] = []
+        after: list[pl.Expr] = []
         for m in self.plan.computed:
             if m.function in PAIRED:
                 aggs, final = _paired(m, df, f"{_P}{len(after)}_")
@@ -631,10 +633,10 @@ class Aggregation(Analysis[AggregationConfig]):
         """Per-group partial aggregates (mergeable metrics) or the needed rows (holistic)."""
         self._validate(df.schema)
         if not self.mergeable:
-            return self._rows(df).to_arrow()
+            return to_arrow(self._rows(df))
         exprs = [expr.alias(name) for name, expr, _ in self._partial_plan()]
         out = df.group_by(self.keys).agg(exprs) if self.keys else df.select(exprs)
-        return out.to_arrow()
+        return to_arrow(out)
 
     def _rows(self, df: pl.DataFrame) -> pl.DataFrame:
         """The needed columns; for top_k only each group's k largest values (as the column)."""
@@ -651,7 +653,7 @@ class Aggregation(Analysis[AggregationConfig]):
             raise ValueError("merge_partials needs at least one partial table")
         stacked = stack(partials)
         if not self.mergeable:
-            return self._rows(stacked).to_arrow()
+            return to_arrow(self._rows(stacked))
         plan = self._partial_plan()
         live = pl.col(f"{_P}len") > 0  # the partial row of an empty partition has no first/last
         exprs = []
@@ -666,7 +668,7 @@ class Aggregation(Analysis[AggregationConfig]):
         for p in range(len(self._pairs())):
             exprs += _merge_comoments(f"{_P}c", p)
         out = stacked.group_by(self.keys).agg(exprs) if self.keys else stacked.select(exprs)
-        return out.select(*self.keys, *(name for name, _, _ in plan)).to_arrow()
+        return to_arrow(out.select(*self.keys, *(name for name, _, _ in plan)))
 
     def finalize(self, partial: pa.Table) -> AnalysisResult:
         """The result from one (merged) partial table."""
@@ -707,13 +709,13 @@ class Aggregation(Analysis[AggregationConfig]):
         self._validate(df.schema)
         rows = self._rows(df)
         if n == 1:
-            return [rows.to_arrow()]
+            return [to_arrow(rows)]
         column = f"{_P}shard"
         parts = rows.with_columns(_shard_of(rows.schema, self.keys, n).alias(column)).partition_by(
             column, as_dict=True, include_key=False, maintain_order=True
         )
         empty = rows.clear()
-        return [parts.get((i,), empty).to_arrow() for i in range(n)]
+        return [to_arrow(parts.get((i,), empty)) for i in range(n)]
 
     def reduce_shard(self, tables: list[pa.Table]) -> pa.Table:
         """The keys and computed metrics of the groups of one shard (tables in partition order)."""
@@ -721,7 +723,7 @@ class Aggregation(Analysis[AggregationConfig]):
             raise ValueError("reduce_shard needs the shard's table of at least one partition")
         df = stack(tables)
         self._validate(df.schema)
-        return self._aggregate(df).to_arrow()
+        return to_arrow(self._aggregate(df))
 
     def finish(self, shards: list[pa.Table]) -> AnalysisResult:
         """The result from the answers of all shards: concatenated, filtered and ordered."""
@@ -758,7 +760,7 @@ class Aggregation(Analysis[AggregationConfig]):
             groups = table.n_unique(self.keys) if self.keys and groups else min(groups, 1)
         return AnalysisResult(
             kind="aggregation",
-            table=table.select(*self.keys, *names).to_arrow(),
+            table=to_arrow(table.select(*self.keys, *names)),
             summary={"groups": groups, "group_by": self.keys, "metrics": names},
         )
 
@@ -845,8 +847,9 @@ def _integer_sums_exact(df: pl.DataFrame, column: str) -> bool:
         return False
     if df.height == 0 or df[column].null_count() == df.height:
         return True
-    low, high = df[column].min(), df[column].max()
-    return max(abs(int(low)), abs(int(high))) * df.height < _EXACT
+    col = pl.col(column)
+    low, high = df.select(col.min().alias("low"), col.max().alias("high")).row(0)
+    return max(abs(low), abs(high)) * df.height < _EXACT
 
 
 def _comoments(x: str, y: str) -> dict[str, tuple[pl.Expr, str]]:

@@ -17,11 +17,8 @@ def best_of(fn: Callable[[], Any], repeat: int) -> float:
     return min(times)
 
 
-def best_and_last(fn: Callable[[], Any], repeat: int = 2) -> tuple[float, Any]:
-    """The shortest wall time of ``repeat`` calls and the last call's result."""
-    times, out = [], None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), out
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """The wall time of one call of ``fn``, in seconds, and its result."""
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out

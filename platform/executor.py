@@ -45,6 +45,7 @@ from raysight.errors import (
 )
 from raysight.events import Event, Observers
 from raysight.retry import RetryPolicy
+from raysight.tables import register_arrow_serializer
 from raysight.trace import StepRecord, TraceInfo
 from raysight.workflow import (
     Branch,
@@ -207,6 +208,7 @@ class _StepActor:
 @ray.remote
 def _restore_task(store: Any, part: dict[str, Any]) -> Any:
     """Loads one checkpointed partition into the object store."""
+    register_arrow_serializer()
     return store.read(part)
 
 
@@ -221,6 +223,7 @@ def _compensate_task(fn: Any, meta: dict[str, Any], output: Any) -> None:
 
 def _execute(fn: Any, meta: dict[str, Any], args: tuple[Any, ...]) -> tuple[dict[str, Any], Any]:
     started = time.time()
+    register_arrow_serializer()
     ctx = StepContext(meta["job_id"], meta["step"], meta["attempt"], meta["partition"],
                       meta["params"])
     _inject_faults(meta, ctx)
@@ -377,6 +380,7 @@ class Executor:
 
         On failure, completed steps that declared a compensation are compensated in reverse
         order before the error is raised (saga)."""
+        register_arrow_serializer()
         for i, task in enumerate(tasks_of(node)):
             ctx.task_keys.setdefault(id(task), f"{i:03d}-{task.name}")
         ctx.trace.start()
