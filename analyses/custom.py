@@ -45,6 +45,7 @@ from raysight import registry
 from raysight.analyses.descriptive import as_frame, is_numeric, require_columns, stack
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
+from raysight.tables import to_arrow
 
 __all__ = [
     "ENGLISH_STOP_WORDS",
@@ -316,7 +317,7 @@ class CorrelationMatrix(Analysis[CorrelationConfig]):
         if self.mergeable:
             state["moments"] = _moments(_arrays(projected, columns))
         else:
-            state["rows"] = projected.to_arrow()
+            state["rows"] = to_arrow(projected)
         return state
 
     def merge_partials(self, partials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -329,7 +330,7 @@ class CorrelationMatrix(Analysis[CorrelationConfig]):
         if self.mergeable:
             merged["moments"] = functools.reduce(_Moments.merge, [p["moments"] for p in partials])
         else:
-            merged["rows"] = stack([p["rows"] for p in partials]).to_arrow()
+            merged["rows"] = to_arrow(stack([p["rows"] for p in partials]))
         return merged
 
     def finalize(self, state: dict[str, Any]) -> AnalysisResult:
@@ -364,7 +365,7 @@ class CorrelationMatrix(Analysis[CorrelationConfig]):
                 for i, a in enumerate(columns)
             },
         }
-        return AnalysisResult(kind=self.name, table=table.to_arrow(), summary=summary)
+        return AnalysisResult(kind=self.name, table=to_arrow(table), summary=summary)
 
 
 def _arrays(df: pl.DataFrame, columns: list[str]) -> list[np.ndarray]:
@@ -488,7 +489,7 @@ class OutlierDetection(Analysis[OutlierConfig]):
             .filter(value.is_not_null())
             .select(pl.col(_P + "row").cast(pl.Int64), *kept)
         )
-        return {"row_count": df.height, "rows": rows.to_arrow()}
+        return {"row_count": df.height, "rows": to_arrow(rows)}
 
     def combine(self, partials: list[dict[str, Any]]) -> AnalysisResult:
         """Bounds from all values, then the rows outside them, numbered across partitions."""
@@ -524,7 +525,7 @@ class OutlierDetection(Analysis[OutlierConfig]):
             "value_count": values.len(),
             "row_count": int(sum(p["row_count"] for p in partials)),
         }
-        return AnalysisResult(kind=self.name, table=flagged.to_arrow(), summary=summary)
+        return AnalysisResult(kind=self.name, table=to_arrow(flagged), summary=summary)
 
     def _bounds(self, values: pl.Series) -> dict[str, Any]:
         """The statistics and the bounds of the values (bounds None when there are none)."""
@@ -677,7 +678,7 @@ class TextFrequency(Analysis[TextFrequencyConfig]):
             "documents": int(state["documents"]),
             "row_count": int(state["row_count"]),
         }
-        return AnalysisResult(kind=self.name, table=top.to_arrow(), summary=summary)
+        return AnalysisResult(kind=self.name, table=to_arrow(top), summary=summary)
 
     def combine(self, partials: list[dict[str, Any]]) -> AnalysisResult:
         """The word counts of all partitions."""

@@ -33,6 +33,7 @@ from pydantic import Field, field_validator
 
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
+from raysight.tables import to_arrow
 
 __all__ = [
     "Descriptive",
@@ -353,7 +354,7 @@ def _result(stats: list[dict[str, Any]], row_count: int) -> AnalysisResult:
     table = pl.DataFrame(rows, schema=RESULT_SCHEMA)
     return AnalysisResult(
         kind="descriptive",
-        table=table.to_arrow(),
+        table=to_arrow(table),
         summary={"columns": summary, "row_count": row_count, "column_count": len(stats)},
     )
 

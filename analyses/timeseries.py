@@ -117,6 +117,7 @@ from pydantic import Field, field_validator, model_validator
 from raysight.analyses.descriptive import as_frame, is_numeric, require_columns, stack
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
+from raysight.tables import to_arrow
 
 __all__ = [
     "Anomalies",
@@ -695,7 +696,7 @@ class TimeSeries(Analysis[TimeSeriesConfig]):
             .collect()
         )
         return {
-            "table": table.to_arrow(),
+            "table": to_arrow(table),
             "rows": df.height,
             "rows_without_timestamp": stamps.null_count(),
         }
@@ -709,7 +710,7 @@ class TimeSeries(Analysis[TimeSeriesConfig]):
             merge.alias(name) for name, _, merge in self._plan()
         )
         return {
-            "table": merged.select(stacked.columns).to_arrow(),
+            "table": to_arrow(merged.select(stacked.columns)),
             "rows": sum(p["rows"] for p in partials),
             "rows_without_timestamp": sum(p["rows_without_timestamp"] for p in partials),
         }
@@ -753,7 +754,7 @@ class TimeSeries(Analysis[TimeSeriesConfig]):
             table = self._forecast(table, c.forecast, summary)
         table = table.with_columns(_label(pl.col("bucket"), self.interval).alias("bucket_label"))
         return AnalysisResult(
-            kind="time_series", table=table.select(c.output_columns).to_arrow(), summary=summary
+            kind="time_series", table=to_arrow(table.select(c.output_columns)), summary=summary
         )
 
     def _buckets_between(self, spans: pl.DataFrame, dtype: pl.DataType) -> pl.DataFrame:

@@ -40,7 +40,7 @@ from raysight.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.plugins import AnalysisResult, ReportContext
 from raysight.resources import Resources
 from raysight.retry import Exponential, RetryPolicy
-from raysight.tables import conform, portable, unify
+from raysight.tables import conform, portable, to_arrow, unify
 from raysight.templates import render
 from raysight.workflow import Pass, Step, Task, branch, parallel, tasks
 
@@ -112,7 +112,7 @@ def _apply_ops(table: pa.Table, *stats: Any, ops: list[Any], ctx: Any) -> pa.Tab
     assert isinstance(df, pl.DataFrame)
     for i, op in enumerate(ops):
         df = op.apply(df, stats[0] if (i == 0 and stats) else None, partition=ctx.partition or 0)
-    return df.to_arrow()
+    return to_arrow(df)
 
 
 def _op_partial_stats(table: pa.Table, op: Any) -> Any:

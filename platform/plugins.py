@@ -109,7 +109,11 @@ class Preprocessor(Plugin[ConfigT]):
 
 @dataclass
 class AnalysisResult:
-    """What an analysis produces: a result table plus a JSON-ready summary."""
+    """What an analysis produces: a result table plus a JSON-ready summary.
+
+    String and binary columns of ``table`` are in Polars' layout (Arrow string/binary views),
+    which Polars, DuckDB, pandas and Parquet read as they are; ``raysight.tables.portable``
+    converts them for consumers that want the classic types (pyarrow's CSV writer)."""
 
     kind: str
     table: pa.Table
