@@ -70,7 +70,8 @@ def _has_views(table: pa.Table) -> bool:
 # string_view", elsewhere it copies the table into an IPC stream (with every data buffer a
 # slice's views may point into). raysight's reducer sends a table with view types through
 # pyarrow's own pickling (zero-copy out-of-band buffers) when its buffers hold little beyond
-# its rows, a sliced one as a compact copy, and leaves every other table to Ray's reducer.
+# its rows, a slice of one as a compact copy (made by the writer, so readers pay nothing), and
+# leaves every other table to Ray's reducer.
 
 _registered: set[int] = set()
 _register_lock = threading.Lock()
@@ -105,8 +106,8 @@ def _reduce_table(table: pa.Table) -> tuple[Any, tuple[Any, ...]]:
         return table.__reduce__()  # type: ignore[no-any-return]
     if _has_views(table):
         # a slice of views may point into all of its parent's data buffers, which IPC too
-        # would send whole: copy its rows out as classic types and cast back on arrival
-        return _views_from_classic, (_arrow_table_reduce(portable(table)), table.schema)
+        # would send whole: send a compact copy of its rows, made once here (not per reader)
+        return _compacted(table).__reduce__()  # type: ignore[no-any-return]
     return _arrow_table_reduce(table)  # type: ignore[no-any-return]
 
 
@@ -115,8 +116,18 @@ def _rebuild_table(reduced: tuple[Any, tuple[Any, ...]]) -> pa.Table:
     return rebuild(*args)
 
 
-def _views_from_classic(reduced: tuple[Any, tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
-    return _rebuild_table(reduced).cast(schema)
+def _compacted(table: pa.Table) -> pa.Table:
+    """A copy of ``table`` whose buffers hold its rows only (view columns get fresh data
+    buffers holding just the strings they use)."""
+    columns = []
+    for column, field in zip(table.columns, table.schema, strict=True):
+        if field.type in VIEWS:
+            columns.append(column.cast(VIEWS[field.type]).cast(field.type).combine_chunks())
+        elif column.num_chunks:
+            columns.append(pa.concat_arrays(column.chunks))
+        else:
+            columns.append(pa.array([], field.type))
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def _whole_buffers(table: pa.Table) -> bool:
