@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -68,10 +69,13 @@ def _has_views(table: pa.Table) -> bool:
 # the buffers of sliced arrays, which pickle would send whole (ARROW-10739, still so in
 # pyarrow 26), but it knows no view types: under pytest it raises "Unhandled Arrow array type:
 # string_view", elsewhere it copies the table into an IPC stream (with every data buffer a
-# slice's views may point into). raysight's reducer sends a table with view types through
-# pyarrow's own pickling (zero-copy out-of-band buffers) when its buffers hold little beyond
-# its rows, a slice of one as a compact copy (made by the writer, so readers pay nothing), and
-# leaves every other table to Ray's reducer.
+# slice's views may point into). raysight's reducer leaves tables without view types to Ray's
+# reducer and sends the others through pyarrow's own pickling (zero-copy out-of-band buffers),
+# after trimming each chunk's buffers to its rows, zero-copy. Polars' streaming engine hands
+# out such chunks: 101 slices of the same buffers for q10 of db-benchmark, which pickle sent
+# as 21 GB for 0.9 GB of rows. Where trimming cannot help (a data buffer of string views
+# shared by several chunks, a nested type) the writer sends a compact copy instead, so that
+# readers pay nothing.
 
 _registered: set[int] = set()
 _register_lock = threading.Lock()
@@ -98,22 +102,87 @@ def register_arrow_serializer() -> None:
 
 
 def _reduce_table(table: pa.Table) -> tuple[Any, tuple[Any, ...]]:
-    if _has_views(table) and _whole_buffers(table):
-        return table.__reduce__()  # type: ignore[no-any-return]
-    try:
-        from ray._private.arrow_serialization import _arrow_table_reduce
-    except ImportError:  # a Ray without the custom reducer: pickle it as pyarrow does
-        return table.__reduce__()  # type: ignore[no-any-return]
-    if _has_views(table):
-        # a slice of views may point into all of its parent's data buffers, which IPC too
-        # would send whole: send a compact copy of its rows, made once here (not per reader)
-        return _compacted(table).__reduce__()  # type: ignore[no-any-return]
-    return _arrow_table_reduce(table)  # type: ignore[no-any-return]
+    if not _has_views(table):
+        try:
+            from ray._private.arrow_serialization import _arrow_table_reduce
+        except ImportError:  # a Ray without its reducer: trim as for view types
+            pass
+        else:
+            return _arrow_table_reduce(table)  # type: ignore[no-any-return]
+    trimmed = _trimmed(table)
+    sent = trimmed if trimmed is not None else _compacted(table)
+    return sent.__reduce__()  # type: ignore[no-any-return]
 
 
 def _rebuild_table(reduced: tuple[Any, tuple[Any, ...]]) -> pa.Table:
     rebuild, args = reduced
     return rebuild(*args)
+
+
+def _trimmed(table: pa.Table) -> pa.Table | None:
+    """``table`` with every chunk's buffers cut to its rows (zero-copy), so that pickle sends
+    little beyond them; None where that cannot be done."""
+    columns = []
+    for column in table.columns:
+        chunks = []
+        shared: set[int] = set()
+        for chunk in column.chunks:
+            if _is_view(chunk.type):
+                data = [b.address for b in chunk.buffers()[2:] if b is not None and b.size]
+                if shared.intersection(data) or not _data_used(chunk):
+                    return None  # pickle would send strings that no row of the chunk holds
+                shared.update(data)
+            if not _whole(chunk):
+                chunk = _trim(chunk)
+                if chunk is None or not _whole(chunk):
+                    return None
+            chunks.append(chunk)
+        columns.append(pa.chunked_array(chunks, type=column.type))
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _is_view(dtype: pa.DataType) -> bool:
+    return bool(pa.types.is_string_view(dtype) or pa.types.is_binary_view(dtype))
+
+
+def _data_used(chunk: pa.Array) -> bool:
+    """Whether the data buffers of a view array hold little beyond the strings of its rows
+    (strings up to 12 bytes live in the views themselves)."""
+    held = sum(b.size for b in chunk.buffers()[2:] if b is not None)
+    if held <= 4096:
+        return True
+    # a view is 16 bytes, its first 4 the string's length
+    views = np.frombuffer(chunk.buffers()[1], dtype=np.int32)
+    lengths = views[4 * chunk.offset: 4 * (chunk.offset + len(chunk)): 4]
+    if chunk.null_count:
+        lengths = np.where(chunk.is_valid().to_numpy(zero_copy_only=False), lengths, 0)
+    used = int(lengths[lengths > 12].sum(dtype=np.int64))
+    return held <= _SLACK * used + 4096
+
+
+def _trim(chunk: pa.Array) -> pa.Array | None:
+    """A zero-copy copy of ``chunk`` whose buffers start at the byte that holds its first row
+    and end after its last (None for types other than fixed-width and string/binary views)."""
+    buffers = chunk.buffers()
+    if _is_view(chunk.type):
+        width = 128
+    else:
+        try:
+            width = chunk.type.bit_width
+        except ValueError:
+            return None
+        if len(buffers) != 2:
+            return None
+    # keep the offset within a byte so that bitmaps need no shifting
+    shift = chunk.offset % 8
+    first, rows = chunk.offset - shift, len(chunk) + shift
+    validity, values = buffers[0], buffers[1]
+    if validity is not None:
+        validity = validity.slice(first // 8, (rows + 7) // 8)
+    if values is not None:  # first is a multiple of 8: a whole byte for any bit width
+        values = values.slice(first * width // 8, (rows * width + 7) // 8)
+    return pa.Array.from_buffers(chunk.type, len(chunk), [validity, values, *buffers[2:]],
+                                 offset=shift)
 
 
 def _compacted(table: pa.Table) -> pa.Table:
@@ -130,7 +199,10 @@ def _compacted(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=table.schema)
 
 
-def _whole_buffers(table: pa.Table) -> bool:
-    """Whether pickling ``table``'s buffers whole sends little more than its rows."""
-    held = table.get_total_buffer_size()
-    return held <= _SLACK * table.nbytes + 65536
+def _whole(chunk: pa.Array) -> bool:
+    """Whether the validity and value buffers of ``chunk`` hold little more than its rows
+    (pickle sends every buffer of every chunk whole; data buffers of views: _data_used)."""
+    buffers = chunk.buffers()[:2] if _is_view(chunk.type) else chunk.buffers()
+    held = sum(b.size for b in buffers if b is not None)
+    needed = 16 * len(chunk) + (len(chunk) + 7) // 8 if _is_view(chunk.type) else chunk.nbytes
+    return held <= _SLACK * needed + 4096
