@@ -650,7 +650,7 @@ class Aggregation(Analysis[AggregationConfig]):
                 # the population variance here; times n in _partial_after (M2 = n var)
                 plan.append((f"{_P}m2_{j}", col.var(ddof=0), "moments"))
         for p, (c, o) in enumerate(self._pairs()):
-            complete = df is None or not _pair_masks(df, c, o, "")
+            complete = df is None or _complete(df, c, o)
             x, y = (c, o) if complete else (f"{_P}px{p}", f"{_P}py{p}")
             plan += [(f"{_P}c{name}{p}", e, rule)
                      for name, (e, rule) in _comoments(x, y, complete).items()]
@@ -906,16 +906,17 @@ def _paired(
     x, y = m.column, m.other
     corr = pl.col(f"{prefix}r")
     aggs = [pl.corr(x, y).alias(f"{prefix}r")]
+    masks: list[pl.Expr] = []
     if _integer_sums_exact(df, x) and _integer_sums_exact(df, y):
-        return [], aggs, corr.fill_nan(None) if m.function == "corr" else corr.fill_nan(None) ** 2
-    masks = _pair_masks(df, x, y, prefix)
-    if masks:
-        x, y = f"{prefix}x", f"{prefix}y"
-    parts = {"n": pl.len() if not masks else pl.col(x).count(), "minx": pl.col(x).min(),
-             "maxx": pl.col(x).max(), "miny": pl.col(y).min(), "maxy": pl.col(y).max()}
-    aggs += [e.alias(f"{prefix}{name}") for name, e in parts.items()]
-    defined = _defined(*(pl.col(f"{prefix}{name}") for name in parts))
-    final = pl.when(defined).then(corr)
+        final = corr.fill_nan(None)
+    else:
+        masks = _pair_masks(df, x, y, prefix)
+        if masks:
+            x, y = f"{prefix}x", f"{prefix}y"
+        names = ("n", "minx", "maxx", "miny", "maxy")
+        moments = _comoments(x, y, complete=not masks)
+        aggs += [moments[name][0].alias(f"{prefix}{name}") for name in names]
+        final = pl.when(_defined(*(pl.col(f"{prefix}{name}") for name in names))).then(corr)
     return masks, aggs, final if m.function == "corr" else final**2
 
 
@@ -923,11 +924,16 @@ def _pair_masks(df: pl.DataFrame, x: str, y: str, prefix: str, p: int | str = ""
     """Copies of x and y (``{prefix}x{p}``, ``{prefix}y{p}``) that are null wherever either is:
     the pair's complete rows, made before the group-by so that the aggregations over them stay
     bare. None when neither column has nulls (x and y are their own complete rows)."""
-    if df[x].null_count() == 0 and df[y].null_count() == 0:
+    if _complete(df, x, y):
         return []
     both = pl.col(x).is_not_null() & pl.col(y).is_not_null()
     return [pl.when(both).then(pl.col(x)).alias(f"{prefix}x{p}"),
             pl.when(both).then(pl.col(y)).alias(f"{prefix}y{p}")]
+
+
+def _complete(df: pl.DataFrame, x: str, y: str) -> bool:
+    """Whether every row of ``df`` has both x and y."""
+    return df[x].null_count() == 0 and df[y].null_count() == 0
 
 
 def _integer_sums_exact(df: pl.DataFrame, column: str) -> bool:

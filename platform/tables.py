@@ -61,7 +61,7 @@ def to_arrow(df: pl.DataFrame) -> pa.Table:
 
 
 def _has_views(table: pa.Table) -> bool:
-    return any(f.type in VIEWS for f in table.schema)
+    return any(_is_view(f.type) for f in table.schema)
 
 
 # -- serialization in Ray ---------------------------------------------------------------------
@@ -102,16 +102,21 @@ def register_arrow_serializer() -> None:
 
 
 def _reduce_table(table: pa.Table) -> tuple[Any, tuple[Any, ...]]:
-    if not _has_views(table):
-        try:
-            from ray._private.arrow_serialization import _arrow_table_reduce
-        except ImportError:  # a Ray without its reducer: trim as for view types
-            pass
-        else:
-            return _arrow_table_reduce(table)  # type: ignore[no-any-return]
+    ray_reduce = None if _has_views(table) else _ray_table_reduce()
+    if ray_reduce is not None:
+        return ray_reduce(table)  # type: ignore[no-any-return]
     trimmed = _trimmed(table)
     sent = trimmed if trimmed is not None else _compacted(table)
     return sent.__reduce__()  # type: ignore[no-any-return]
+
+
+def _ray_table_reduce() -> Any:
+    """Ray's own pa.Table reducer; None in a Ray without one (tables are trimmed here then)."""
+    try:
+        from ray._private.arrow_serialization import _arrow_table_reduce
+    except ImportError:
+        return None
+    return _arrow_table_reduce
 
 
 def _rebuild_table(reduced: tuple[Any, tuple[Any, ...]]) -> pa.Table:
@@ -142,7 +147,7 @@ def _trimmed(table: pa.Table) -> pa.Table | None:
 
 
 def _is_view(dtype: pa.DataType) -> bool:
-    return bool(pa.types.is_string_view(dtype) or pa.types.is_binary_view(dtype))
+    return dtype in VIEWS
 
 
 def _data_used(chunk: pa.Array) -> bool:
