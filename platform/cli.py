@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from raysight.cluster import DEFAULT_CONNECT_TIMEOUT_S, connect
 from raysight.errors import InputError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -34,8 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a job spec (YAML or JSON)")
     run.add_argument("spec", help="path to the job spec")
-    run.add_argument("--address", default=None,
-                     help="Ray cluster address (default: RAY_ADDRESS, else an embedded local Ray)")
+    _connection_arguments(run)
     run.add_argument("--run-dir", default="runs", help="where run folders go (default ./runs)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field, e.g. --set priority=70 (repeatable)")
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = sub.add_parser("resume", help="finish an interrupted job from its checkpoints")
     resume.add_argument("job_id")
     resume.add_argument("--run-dir", default="runs")
-    resume.add_argument("--address", default=None)
+    _connection_arguments(resume)
     resume.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="change an execution setting for the rest")
     resume.add_argument("--quiet", action="store_true")
@@ -64,6 +64,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the JSON Schema of job specs")
     return parser
+
+
+def _connection_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address, HOST:PORT or ray://HOST:10001 (default: "
+                             "RAY_ADDRESS, else an embedded local Ray of this command's own)")
+    parser.add_argument("--connect-timeout", type=float, metavar="S",
+                        default=float(os.environ.get("RAYSIGHT_CONNECT_TIMEOUT_S",
+                                                     DEFAULT_CONNECT_TIMEOUT_S)),
+                        help="seconds to wait for the cluster at --address (default "
+                             f"{DEFAULT_CONNECT_TIMEOUT_S:g}, or RAYSIGHT_CONNECT_TIMEOUT_S)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(job: Any, args: argparse.Namespace) -> int:
-    _connect(args.address)
+    connect(args.address, timeout_s=args.connect_timeout, log_level=args.log_level)
     observers = []
     progress = None
     if not args.quiet and not args.json and sys.stdout.isatty():
@@ -144,18 +155,6 @@ def _inspect(args: argparse.Namespace) -> int:
         for name in write_debug_views(run_dir, plan, result):
             print(f"wrote     {run_dir / name}")
     return EXIT_OK
-
-
-def _connect(address: str | None) -> None:
-    """Join the given cluster, or start an embedded local Ray instance."""
-    import ray
-
-    # failed attempts leave outputs nobody fetches; the executor already reported them
-    os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
 
 
 def _print_summary(result: Any) -> None:
