@@ -38,7 +38,7 @@ from raysight.jobs import (
 )
 from raysight.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.plugins import AnalysisResult, ReportContext
-from raysight.resources import Resources
+from raysight.resources import Resources, node_resources
 from raysight.retry import Exponential, RetryPolicy
 from raysight.tables import conform, portable, to_arrow, unify
 from raysight.templates import render
@@ -418,16 +418,19 @@ class AnalysisJob:
     # -- running ----------------------------------------------------------------------------
 
     def preflight(self) -> None:
-        """Checks that need no Ray task: the source exists, the run directory is free,
-        and the cluster can ever satisfy the requested resources."""
+        """Checks of the user's input that need no Ray task: the source exists and the run
+        directory is free. Nothing is written when they fail."""
         self.connector.check()
         if self.job_dir.exists() and not self.resuming:
             raise InputError(f"run directory {self.job_dir} already exists; choose another "
                              "job_id or --run-dir", path=str(self.job_dir))
-        cluster = ray.cluster_resources()
+
+    def check_resources(self) -> None:
+        """Raise ResourceExhausted when no node of the cluster could ever run some step."""
+        nodes = node_resources()
         for t in tasks(self.workflow()):
             if t.mode != "driver":
-                t.resources.check_feasible(cluster, t.name)
+                t.resources.check_feasible(nodes, t.name)
 
     def run(self, observers: Iterable[Any] = (), executor: Executor | None = None) -> JobResult:
         """Run the job to a terminal state and write ``result.json`` and ``events.jsonl``.
@@ -463,6 +466,7 @@ class AnalysisJob:
         errors: list[dict[str, Any]] = []
         warnings: list[str] = []
         try:
+            self.check_resources()
             fetch((executor or Executor()).run(self.workflow(), ctx))
             state = "COMPLETED"
             self._commit()

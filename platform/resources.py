@@ -56,19 +56,55 @@ class Resources:
             values["memory"] = parse_bytes(values["memory"])
         return Resources(**{**self.__dict__, **values})
 
-    def check_feasible(self, cluster: dict[str, float], step: str) -> None:
-        """Fail fast when no amount of waiting would give the step what it asks for.
+    def check_feasible(self, nodes: list[dict[str, float]], step: str) -> None:
+        """Fail fast when no node could ever run one task of the step.
 
-        Ray would keep such a task pending forever; a clear error is better (DESIGN.md §2).
-        ``cluster`` is ``ray.cluster_resources()``.
+        Ray would keep such a task pending forever; a clear error is better. ``nodes`` holds
+        the resources of each live node (:func:`node_resources`): every amount a task asks
+        for must be on one node.
         """
-        wanted: dict[str, float] = {"CPU": self.num_cpus, "GPU": self.num_gpus, **self.resources}
-        if self.memory:
-            wanted["memory"] = float(self.memory)
+        wanted = self.wanted()
+        if any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in nodes):
+            return
         for name, amount in wanted.items():
-            have = cluster.get(name, 0.0)
-            if amount and amount > have:
+            largest = max((node.get(name, 0.0) for node in nodes), default=0.0)
+            if amount > largest:
+                if not largest:
+                    have = f"no node of the Ray cluster has {name}"
+                elif len(nodes) == 1:
+                    have = f"the Ray cluster's only node has {format_amount(name, largest)}"
+                else:
+                    have = f"the most any node has is {format_amount(name, largest)}"
                 raise ResourceExhausted(
-                    f"step {step!r} needs {name}={amount:g} but the Ray cluster has {have:g}",
-                    step=step, resource=name, requested=amount, available=have,
-                )
+                    f"step {step!r} needs {name}={format_amount(name, amount)} per task, "
+                    f"but {have}", step=step, resource=name, requested=amount,
+                    available=largest)
+        asked = ", ".join(f"{k}={format_amount(k, v)}" for k, v in wanted.items())
+        raise ResourceExhausted(f"step {step!r} needs {asked} on one node, but no node of the "
+                                "Ray cluster has all of them", step=step, requested=wanted)
+
+    def wanted(self) -> dict[str, float]:
+        """The non-zero amounts of one task, by Ray resource name."""
+        amounts = {"CPU": self.num_cpus, "GPU": self.num_gpus, **self.resources,
+                   "memory": float(self.memory or 0)}
+        return {k: float(v) for k, v in amounts.items() if v}
+
+
+def node_resources() -> list[dict[str, float]]:
+    """The total resources of every live node of the connected Ray cluster."""
+    import ray
+
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
+
+def format_bytes(n: float) -> str:
+    """A byte count for people: ``536870912000`` -> ``'500 GiB'``, ``1536`` -> ``'1.5 KiB'``."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def format_amount(name: str, amount: float) -> str:
+    """A resource amount as Ray counts it, memory in binary units."""
+    return format_bytes(amount) if name in ("memory", "object_store_memory") else f"{amount:g}"

@@ -17,6 +17,7 @@ from raysight.errors import (
 )
 from raysight.events import EventLog, Observers
 from raysight.executor import Executor, Fault, Partitions, RunContext, fetch
+from raysight.resources import node_resources
 from raysight.retry import Fixed, RetryPolicy
 from raysight.workflow import Pass, branch, parallel, step
 
@@ -256,4 +257,4 @@ def test_trace_records_worker_pid_and_timing():
 def test_infeasible_resources_fail_fast_with_a_clear_error():
     big = double.options(num_gpus=64)
     with pytest.raises(ResourceExhausted, match="GPU=64"):
-        big.resources.check_feasible(ray.cluster_resources(), big.name)
+        big.resources.check_feasible(node_resources(), big.name)
