@@ -1,7 +1,8 @@
-"""The ``raysight`` command line: run, validate, schema.
+"""The ``raysight`` command line: run, validate, resume, inspect, schema.
 
-Exit status: 0 when the job completed, 1 when it failed, 2 for an invalid spec, a bad file or
-bad arguments (a one-line message naming the field or file, no traceback).
+Exit status: 0 when the job completed, 1 when it failed, 2 for an invalid spec, a bad file,
+bad arguments or a cluster that cannot be reached (a one-line message naming the field, file or
+address, no traceback), 130 when it was stopped (Ctrl-C, or SIGTERM from a Jobs API stop).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 from raysight.cluster import DEFAULT_CONNECT_TIMEOUT_S, connect
 from raysight.errors import InputError
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     except KeyboardInterrupt:
         print("raysight: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def _run(job: Any, args: argparse.Namespace) -> int:
@@ -130,18 +131,20 @@ def _run(job: Any, args: argparse.Namespace) -> int:
         _print_summary(result)
     if result.ok:
         return EXIT_OK
+    if result.state == "CANCELED":
+        return EXIT_INTERRUPTED
     return EXIT_INVALID if result.input_error else EXIT_FAILED
 
 
 def _inspect(args: argparse.Namespace) -> int:
+    from raysight.rundir import run_state
     from raysight.visualize import inspect_text, write_debug_views
 
-    run_dir = Path(args.run_dir) / args.job_id
-    path = run_dir / "result.json"
-    if not path.exists():
-        raise InputError(f"no finished run {args.job_id!r} under {args.run_dir} "
-                         f"({path} not found)", path=str(path))
-    result = json.loads(path.read_text(encoding="utf-8"))
+    run_dir = Path(os.path.abspath(args.run_dir)) / args.job_id
+    if not run_dir.is_dir():
+        raise InputError(f"no run {args.job_id!r} under {args.run_dir} ({run_dir} not found)",
+                         path=str(run_dir))
+    result = run_state(run_dir)
     print(inspect_text(result))
     if args.views:
         plan = None
@@ -162,8 +165,9 @@ def _print_summary(result: Any) -> None:
     print(f"job       {result.job_id}")
     print(f"state     {result.state}  ({result.execution_time_s:.2f} s)")
     if rows is not None:
+        produced = result.metrics.get("result_rows")
         print(f"rows      {rows} loaded in {result.data_stats.get('partitions')} partition(s)"
-              f", {int(result.metrics.get('result_rows', 0))} result rows")
+              + ("" if produced is None else f", {int(produced)} result rows"))
     print(f"run dir   {result.run_dir}")
     for path in result.outputs:
         print(f"output    {path}")

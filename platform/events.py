@@ -2,8 +2,10 @@
 
 The engine emits ``step_started``, ``step_succeeded``, ``step_failed``, ``step_skipped`` and
 ``task_retry``; the analysis pipeline adds the seed's domain events (``data_loaded``,
-``analysis_completed``, ``job_completed``, ``job_failed``...). An observer that raises is
-logged and never breaks the workflow.
+``analysis_completed``, ``job_completed``, ``job_failed``, ``job_cancelled``...). When a
+resumed job restores a step from its checkpoint, the engine emits ``step_restored`` and the
+step's domain events again, marked ``"restored": true`` in their data, so a consumer that counts
+work done skips them. An observer that raises is logged and never breaks the workflow.
 """
 
 from __future__ import annotations

@@ -148,11 +148,16 @@ class RunContext:
     task_keys: dict[int, str] = field(default_factory=dict)
     #: completed steps with a compensation, oldest first (saga)
     completed: list[tuple[Task, Any]] = field(default_factory=list)
+    #: True while the hooks of a step restored from its checkpoint run: the events they emit
+    #: again (``data_loaded`` after a resume) carry ``restored: true``
+    replaying: bool = False
 
     def key_of(self, task: Task) -> str:
         return self.task_keys.get(id(task), task.name)
 
     def emit(self, event_type: str, step: str | None = None, **data: Any) -> None:
+        if self.replaying:
+            data["restored"] = True
         self.observers.on_event(Event(event_type, self.job_id, step, data))
 
     @property
@@ -676,7 +681,11 @@ class Executor:
         if task.compensate is not None:
             ctx.completed.append((task, outcome.output))
         if task.on_success is not None:
-            task.on_success(ctx, outcome)
+            ctx.replaying = entry is not None
+            try:
+                task.on_success(ctx, outcome)
+            finally:
+                ctx.replaying = False
         if task.mode == "dynamic":
             return self._run_dynamic(task, outcome, value, ctx)
         return outcome.output

@@ -29,7 +29,7 @@ StepName = Literal["load", "preprocess", "analyze", "results", "notify", "comple
 #: retries after the first attempt, per pipeline step (seed §14 error handler)
 DEFAULT_STEP_RETRIES = {"load": 5, "preprocess": 3, "analyze": 2, "results": 2, "notify": 3,
                         "complete": 1}
-RESERVED_OUTPUTS = {"result.json", "events.jsonl", "audit.jsonl", "spec.json"}
+RESERVED_OUTPUTS = {"result.json", "events.jsonl", "audit.jsonl", "spec.json", ".driver.lock"}
 RESERVED_FOLDERS = (".staging", "checkpoints")
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 

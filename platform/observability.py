@@ -100,11 +100,12 @@ class OtelObserver:
                 if event.data.get("rows") is not None:
                     span.set_attribute("raysight.rows", int(event.data["rows"]))
                 span.end()
-            elif kind in ("job_completed", "job_failed") and self.job_span is not None:
+            elif kind in ("job_completed", "job_failed", "job_cancelled") \
+                    and self.job_span is not None:
                 for span in self.steps.values():
                     span.end()
                 self.steps.clear()
-                if kind == "job_failed":
+                if kind != "job_completed":
                     self.job_span.set_status(self.trace.Status(self.trace.StatusCode.ERROR))
                 self.job_span.end()
                 self.job_span = None
@@ -122,6 +123,7 @@ def otel_observer() -> OtelObserver | None:
 AUDITED = {
     "job_started": "job_submitted", "job_resumed": "job_resumed",
     "job_completed": "job_completed", "job_failed": "job_failed",
+    "job_cancelled": "job_cancelled",
     "task_retry": "step_retried", "step_failed": "step_failed",
     "step_restored": "step_restored_from_checkpoint",
     "compensation_started": "compensation_started",

@@ -8,13 +8,16 @@ failed job leaves no partial output files.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import os
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,7 +29,7 @@ import ray
 
 from raysight import registry
 from raysight.checkpoint import CheckpointStore
-from raysight.errors import InputError, TransientError, WorkflowError
+from raysight.errors import Cancelled, InputError, TransientError, WorkflowError
 from raysight.events import EventLog, JsonlObserver, Observers
 from raysight.executor import Executor, Fault, Partitions, RunContext, StepOutcome, classify, fetch
 from raysight.jobs import (
@@ -40,6 +43,7 @@ from raysight.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.plugins import AnalysisResult, ReportContext
 from raysight.resources import Resources, node_resources
 from raysight.retry import Exponential, RetryPolicy
+from raysight.rundir import driver_identity, driver_lock
 from raysight.tables import conform, portable, to_arrow, unify
 from raysight.templates import render
 from raysight.workflow import Pass, Step, Task, branch, parallel, tasks
@@ -230,7 +234,7 @@ class AnalysisJob:
                  resume: bool = False) -> None:
         self.spec = spec
         self.job_id = job_id or render_job_id(spec.job_id)
-        self.run_root = Path(run_dir).absolute()
+        self.run_root = Path(os.path.abspath(run_dir))  # normalised: no "jobs/../runs"
         self.job_dir = self.run_root / self.job_id
         self.staging = self.job_dir / STAGING
         self.resuming = resume
@@ -247,7 +251,7 @@ class AnalysisJob:
         """The job of an earlier run, to be finished from its checkpoints: steps whose output
         was persisted are restored, the rest run. ``overrides`` may change execution
         settings (``execution.timeout_s=600``)."""
-        job_dir = Path(run_dir).absolute() / job_id
+        job_dir = Path(os.path.abspath(run_dir)) / job_id
         spec_file = job_dir / SPEC_FILE
         if not spec_file.exists():
             raise InputError(f"no run {job_id!r} to resume under {job_dir.parent} "
@@ -439,7 +443,11 @@ class AnalysisJob:
         InputError and write nothing; everything later ends in a JobResult.
         """
         self.preflight()
-        self.staging.mkdir(parents=True, exist_ok=self.resuming)
+        with driver_lock(self.job_dir):
+            return self._run(observers, executor)
+
+    def _run(self, observers: Iterable[Any], executor: Executor | None) -> JobResult:
+        self.staging.mkdir(parents=True, exist_ok=True)
         if not self.resuming:
             _write_json_atomic(self.job_dir / SPEC_FILE, self.spec.model_dump(mode="json"))
         events = EventLog()
@@ -462,12 +470,14 @@ class AnalysisJob:
         ctx.state["started_mono"] = time.monotonic()
         ctx.emit("job_resumed" if self.resuming else "job_started", None, job_id=self.job_id,
                  user_id=self.spec.user_id, priority=self.spec.priority,
-                 analysis_type=self.kernel.name)
+                 analysis_type=self.kernel.name, driver=driver_identity())
         errors: list[dict[str, Any]] = []
         warnings: list[str] = []
+        interrupt: BaseException | None = None
         try:
-            self.check_resources()
-            fetch((executor or Executor()).run(self.workflow(), ctx))
+            with _cancelled_by_signals(ctx):
+                self.check_resources()
+                fetch((executor or Executor()).run(self.workflow(), ctx))
             state = "COMPLETED"
             self._commit()
             if ctx.checkpoints is not None and not self.spec.execution.keep_checkpoints:
@@ -475,13 +485,21 @@ class AnalysisJob:
             ctx.emit("job_completed", "complete", job_id=self.job_id,
                      execution_time=ctx.metrics.get("total_execution_time"),
                      metrics=dict(ctx.metrics))
-        except Exception as exc:  # every failure ends as a FAILED result, never a crash
-            err = exc if isinstance(exc, WorkflowError) else classify(exc, "job")
+        except BaseException as exc:  # every failure ends as a result, never a crash
+            if not isinstance(exc, Exception):  # a second Ctrl-C, or the interpreter exits
+                interrupt = exc
+                ctx.state.setdefault("stopped_by", type(exc).__name__)
+            err = _job_error(exc, ctx)
             state = "CANCELED" if err.category == "cancelled" else "FAILED"
             errors.append(err.to_dict())
             shutil.rmtree(self.staging, ignore_errors=True)
-            ctx.emit("job_failed", err.details.get("step"), job_id=self.job_id,
-                     task=err.details.get("step"), error=err.to_dict())
+            step = err.details.get("step")
+            if state == "CANCELED":
+                ctx.emit("job_cancelled", step, job_id=self.job_id,
+                         signal=ctx.state.get("stopped_by"), error=err.to_dict())
+            else:
+                ctx.emit("job_failed", step, job_id=self.job_id, task=step,
+                         error=err.to_dict())
         finally:
             jsonl.close()
         manifest = ctx.state.get("manifest", {})
@@ -505,6 +523,8 @@ class AnalysisJob:
             trace=ctx.trace.to_dict(),
         )
         _write_json_atomic(self.job_dir / "result.json", result.to_dict())
+        if interrupt is not None:
+            raise interrupt
         return result
 
     def _checkpoint_store(self) -> CheckpointStore | None:
@@ -528,6 +548,47 @@ class AnalysisJob:
 
 def _complete(value: Any) -> Any:
     return value
+
+
+#: signals that stop a job: Ctrl-C, and the SIGTERM of a stop through Ray's Jobs API
+STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM (a stop through Ray's Jobs API, or kill)"}
+
+
+@contextlib.contextmanager
+def _cancelled_by_signals(ctx: RunContext) -> Iterator[None]:
+    """While the job runs, SIGINT and SIGTERM cancel it (running tasks are cancelled, the
+    result says CANCELED, checkpoints stay for ``raysight resume``); a second one stops the
+    process at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        if ctx.cancelled:
+            raise KeyboardInterrupt
+        ctx.state["stopped_by"] = signal.Signals(signum).name
+        log.warning("job %s: %s received, cancelling", ctx.job_id, signal.Signals(signum).name)
+        ctx.cancel()
+
+    previous = {name: signal.signal(getattr(signal, name), stop) for name in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+def _job_error(exc: BaseException, ctx: RunContext) -> WorkflowError:
+    """The error a job ended with; after a stop signal, a cancellation whatever broke."""
+    err = exc if isinstance(exc, WorkflowError) else classify(exc, "job")
+    by = ctx.state.get("stopped_by")
+    if by is None:
+        return err
+    step = err.details.get("step")
+    how = STOP_SIGNALS.get(by, by)
+    return Cancelled(f"job {ctx.job_id} was stopped by {how}"
+                     + (f" during step {step!r}" if step else "")
+                     + f"; `raysight resume {ctx.job_id}` finishes it", step=step, signal=by)
 
 
 def _shard_count() -> int:

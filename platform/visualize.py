@@ -796,6 +796,20 @@ def inspect_text(result: Mapping[str, Any]) -> str:
         out += textwrap.wrap(" → ".join(path), 96, initial_indent="  path: ",
                              subsequent_indent=" " * 8)
 
+    if result.get("running_steps"):
+        verb = "running" if result.get("state") == "RUNNING" else "stopped in"
+        out.append(f"  {verb}: {', '.join(result['running_steps'])}")
+    if result.get("checkpointed_steps") is not None and result.get("finished_at") is None:
+        done = ", ".join(result["checkpointed_steps"]) or "(none)"
+        out += textwrap.wrap(done, 96, initial_indent="  checkpointed: ",
+                             subsequent_indent=" " * 16)
+    driver = result.get("driver") or {}
+    if result.get("state") in ("INTERRUPTED", "CANCELED"):
+        run_root = os.path.dirname(str(result.get("run_dir", "")).rstrip("/")) or "runs"
+        out.append(f"  to finish it: raysight resume {result.get('job_id')} --run-dir {run_root}")
+    elif result.get("state") == "RUNNING" and driver:
+        out.append(f"  driver: pid {driver.get('pid')} on {driver.get('host')}")
+
     failed = [r for r in _records(trace) if r.get("error")]
     if failed:
         out += ["", "Failed attempts"]

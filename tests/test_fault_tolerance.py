@@ -280,41 +280,68 @@ def events_in(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_a_driver_killed_with_sigkill_is_finished_by_resume(tmp_path):
-    exe = [sys.executable, "-m", "raysight.cli"]
-    runs = tmp_path / "runs"
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    expected = tmp_path / "expected.yaml"
-    expected.write_text(yaml.safe_dump(sales_spec(job_id="expected")))
-    assert subprocess.run([*exe, "run", str(expected), "--run-dir", str(runs), "--quiet"],
-                          cwd=REPO_ROOT, env=env, timeout=300).returncode == 0
+DRIVER = [sys.executable, "-m", "raysight"]
+DRIVER_ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
 
-    spec = tmp_path / "job.yaml"
-    spec.write_text(yaml.safe_dump(sales_spec(job_id="killed", execution={
+
+def start_slow_driver(runs: Path, spec_dir: Path, job_id: str) -> subprocess.Popen:
+    """A `raysight run` in its own process whose analyze step sleeps for two minutes;
+    returns once that step has started."""
+    spec = spec_dir / f"{job_id}.yaml"
+    spec.write_text(yaml.safe_dump(sales_spec(job_id=job_id, execution={
         "retry": {"initial_s": 0.01}, "keep_checkpoints": True,
         "faults": [{"step": "analyze", "error": "delay", "delay_s": 120}]})))
-    driver = subprocess.Popen([*exe, "run", str(spec), "--run-dir", str(runs), "--quiet"],
-                              cwd=REPO_ROOT, env=env, start_new_session=True)
-    run_dir = runs / "killed"
+    driver = subprocess.Popen([*DRIVER, "run", str(spec), "--run-dir", str(runs), "--quiet"],
+                              cwd=REPO_ROOT, env=DRIVER_ENV, start_new_session=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        started = [e for e in events_in(run_dir) if e["event_type"] == "step_started"]
+        started = [e for e in events_in(runs / job_id) if e["event_type"] == "step_started"]
         if any(e["step"] == "analyze" for e in started):
-            break
-        assert driver.poll() is None, "the driver ended before it could be killed"
+            return driver
+        assert driver.poll() is None, "the driver ended before it could be stopped"
         time.sleep(0.2)
-    else:
-        pytest.fail("the job never reached its analyze step")
+    driver.kill()
+    pytest.fail("the job never reached its analyze step")
+
+
+def inspect_output(runs: Path, job_id: str) -> tuple[int, str]:
+    proc = subprocess.run([*DRIVER, "inspect", job_id, "--run-dir", str(runs)], cwd=REPO_ROOT,
+                          env=DRIVER_ENV, capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def killed_driver(tmp_path_factory):
+    """A job whose driver was killed with SIGKILL during analyze, then resumed; with what
+    inspect said while it ran and after the kill."""
+    tmp_path = tmp_path_factory.mktemp("killed")
+    runs = tmp_path / "runs"
+    expected = tmp_path / "expected.yaml"
+    expected.write_text(yaml.safe_dump(sales_spec(job_id="expected")))
+    assert subprocess.run([*DRIVER, "run", str(expected), "--run-dir", str(runs), "--quiet"],
+                          cwd=REPO_ROOT, env=DRIVER_ENV, timeout=300).returncode == 0
+    driver = start_slow_driver(runs, tmp_path, "killed")
+    while_running = inspect_output(runs, "killed")
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(timeout=30)
-    assert not (run_dir / "result.json").exists()
+    run_dir = runs / "killed"
+    had_result = (run_dir / "result.json").exists()
+    after_kill = inspect_output(runs, "killed")
     before = len(events_in(run_dir))
+    resumed = subprocess.run([*DRIVER, "resume", "killed", "--run-dir", str(runs), "--quiet",
+                              "--set", "execution.faults=[]"], cwd=REPO_ROOT, env=DRIVER_ENV,
+                             timeout=300, capture_output=True, text=True)
+    return {"runs": runs, "run_dir": run_dir, "had_result": had_result, "before": before,
+            "resumed": resumed, "while_running": while_running, "after_kill": after_kill}
 
-    resumed = subprocess.run([*exe, "resume", "killed", "--run-dir", str(runs), "--quiet",
-                              "--set", "execution.faults=[]"],
-                             cwd=REPO_ROOT, env=env, timeout=300, capture_output=True, text=True)
+
+def test_a_driver_killed_with_sigkill_is_finished_by_resume(killed_driver):
+    runs, run_dir, resumed = killed_driver["runs"], killed_driver["run_dir"], \
+        killed_driver["resumed"]
+    assert not killed_driver["had_result"]
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    after = events_in(run_dir)[before:]
+    after = events_in(run_dir)[killed_driver["before"]:]
     restored = [e["step"] for e in after if e["event_type"] == "step_restored"]
     started = [e["step"] for e in after if e["event_type"] == "step_started"]
     assert {"load.plan", "load", "preprocess"} <= set(restored)
@@ -326,6 +353,65 @@ def test_a_driver_killed_with_sigkill_is_finished_by_resume(tmp_path):
     manifest = CheckpointStore(str(run_dir / "checkpoints")).manifest()
     assert {"load", "preprocess", "analyze", "analyze.combine"} <= {
         e["step"] for e in manifest["steps"].values()}
+
+
+def test_inspect_of_a_running_job_says_running_and_names_its_step(killed_driver):
+    code, out = killed_driver["while_running"]
+    assert code == 0, out
+    assert "Job killed: RUNNING" in out
+    assert "running: analyze" in out
+    assert "Traceback" not in out
+
+
+def test_inspect_of_a_killed_driver_says_interrupted_what_is_done_and_where_it_stopped(
+        killed_driver):
+    code, out = killed_driver["after_kill"]
+    assert code == 0, out
+    assert "Job killed: INTERRUPTED" in out
+    assert "stopped in: analyze" in out
+    steps = {line.split()[0]: line.split()[1] for line in out.splitlines()
+             if line.startswith("  ") and len(line.split()) > 1
+             and line.split()[1] in ("succeeded", "running")}
+    assert steps["load"] == "succeeded" and steps["preprocess"] == "succeeded"
+    assert steps["analyze"] == "running"
+    checkpointed = next(line for line in out.splitlines() if "checkpointed:" in line)
+    assert "load" in checkpointed and "preprocess" in checkpointed
+    assert "raysight resume killed" in out
+
+
+def test_restored_steps_mark_the_domain_events_they_emit_again(killed_driver):
+    events = events_in(killed_driver["run_dir"])
+    before, after = events[:killed_driver["before"]], events[killed_driver["before"]:]
+    assert [e["data"].get("restored") for e in before if e["event_type"] == "data_loaded"] \
+        == [None]
+    assert [e["data"].get("restored") for e in after if e["event_type"] == "data_loaded"] \
+        == [True]
+    fresh = [e for e in after if e["event_type"] == "analysis_completed"]
+    assert fresh and all("restored" not in e["data"] for e in fresh)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_cancels_the_job_records_it_and_resume_finishes_it(tmp_path, signum):
+    runs = tmp_path / "runs"
+    job_id = f"stopped-{signum.name.lower()}"
+    driver = start_slow_driver(runs, tmp_path, job_id)
+    os.kill(driver.pid, signum)  # Ctrl-C reaches the driver; a Jobs API stop sends SIGTERM
+    out, err = driver.communicate(timeout=60)
+    assert driver.returncode == 130, out + err
+    assert "Traceback" not in err
+    run_dir = runs / job_id
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["state"] == "CANCELED"
+    (error,) = result["errors"]
+    assert error["category"] == "cancelled" and error["step"] == "analyze"
+    (cancelled,) = [e for e in events_in(run_dir) if e["event_type"] == "job_cancelled"]
+    assert cancelled["data"]["signal"] == signum.name
+    assert not (run_dir / "result.parquet").exists()
+    resumed = subprocess.run([*DRIVER, "resume", job_id, "--run-dir", str(runs), "--quiet",
+                              "--set", "execution.faults=[]"], cwd=REPO_ROOT, env=DRIVER_ENV,
+                             timeout=300, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert json.loads((run_dir / "result.json").read_text())["state"] == "COMPLETED"
 
 
 def test_resume_of_a_completed_job_is_refused(tmp_path):
