@@ -119,19 +119,18 @@ class CsvExporter(Exporter[CsvConfig]):
     extension = ".csv"
     Config = CsvConfig
 
+    def problem(self, schema: pa.Schema) -> str | None:
+        unwritable = [f"{f.name} ({f.type})" for f in schema if _csv_cannot_hold(f.type)]
+        if not unwritable:
+            return None
+        return (f"CSV cannot hold the column(s) {', '.join(unwritable)}; export them as JSON "
+                "or Parquet, or drop them first")
+
     def export(self, report: ReportContext, path: str) -> None:
-        frame = _to_polars(report.result.table)
-        unwritable = [
-            f"{name} ({dtype})"
-            for name, dtype in frame.schema.items()
-            if dtype.is_nested() or dtype == pl.Binary
-        ]
-        if unwritable:
-            raise InputError(
-                f"CSV cannot hold the column(s) {', '.join(unwritable)}; "
-                "export them as JSON or Parquet, or drop them first",
-                columns=unwritable,
-            )
+        problem = self.problem(report.result.table.schema)
+        if problem:
+            raise InputError(problem)
+        frame = _iso_offsets(_to_polars(report.result.table))
         with open_output(path) as f:
             frame.write_csv(
                 f,
@@ -158,6 +157,25 @@ class ParquetExporter(Exporter[ParquetConfig]):
         log.info(
             "job %s: wrote Parquet export (%d rows) to %s", report.job_id, table.num_rows, path
         )
+
+
+def _csv_cannot_hold(dtype: pa.DataType) -> bool:
+    """Nested and binary values have no CSV text."""
+    return (pa.types.is_nested(dtype) or pa.types.is_binary(dtype)
+            or pa.types.is_large_binary(dtype) or pa.types.is_fixed_size_binary(dtype)
+            or pa.types.is_binary_view(dtype))
+
+
+def _iso_offsets(frame: pl.DataFrame) -> pl.DataFrame:
+    """Zoned timestamps as ISO 8601 text with the colon in the offset (``-05:00``; Polars'
+    CSV writer leaves it out)."""
+    digits = {"ms": 3, "us": 6, "ns": 9}  # as many as Polars writes for naive timestamps
+    zoned = {name: digits[dtype.time_unit] for name, dtype in frame.schema.items()
+             if isinstance(dtype, pl.Datetime) and dtype.time_zone}
+    if not zoned:
+        return frame
+    return frame.with_columns(
+        pl.col(name).dt.to_string(f"%Y-%m-%dT%H:%M:%S%.{n}f%:z") for name, n in zoned.items())
 
 
 # ---------------------------------------------------------------------------------------------

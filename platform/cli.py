@@ -2,7 +2,8 @@
 
 Exit status: 0 when the job completed, 1 when it failed, 2 for an invalid spec, a bad file,
 bad arguments or a cluster that cannot be reached (a one-line message naming the field, file or
-address, no traceback), 130 when it was stopped (Ctrl-C, or SIGTERM from a Jobs API stop).
+address, no traceback), 3 when it completed but some export could not be written (the others
+were), 130 when it was stopped (Ctrl-C, or SIGTERM from a Jobs API stop).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from raysight.cluster import DEFAULT_CONNECT_TIMEOUT_S, connect
 from raysight.errors import InputError
 
-EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -133,6 +134,8 @@ def _run(job: Any, args: argparse.Namespace) -> int:
         return EXIT_OK
     if result.state == "CANCELED":
         return EXIT_INTERRUPTED
+    if result.state == "COMPLETED_WITH_ERRORS":
+        return EXIT_PARTIAL
     return EXIT_INVALID if result.input_error else EXIT_FAILED
 
 

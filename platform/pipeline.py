@@ -52,6 +52,10 @@ log = logging.getLogger(__name__)
 
 STAGING = ".staging"
 SPEC_FILE = "spec.json"
+#: the analysis completed and its outputs were committed, but some export could not be
+#: written (each is an entry of ``errors``; the other exports are there)
+COMPLETED_WITH_ERRORS = "COMPLETED_WITH_ERRORS"
+DONE_STATES = ("COMPLETED", COMPLETED_WITH_ERRORS)
 
 
 @dataclass
@@ -60,7 +64,7 @@ class JobResult:
 
     job_id: str
     user_id: str
-    state: str  # COMPLETED | FAILED | CANCELED
+    state: str  # COMPLETED | COMPLETED_WITH_ERRORS | FAILED | CANCELED
     analysis_type: str
     priority: int
     run_dir: str
@@ -80,6 +84,7 @@ class JobResult:
 
     @property
     def ok(self) -> bool:
+        """True when the job completed and wrote every output it was asked for."""
         return self.state == "COMPLETED"
 
     @property
@@ -174,22 +179,38 @@ def _make_results(result: AnalysisResult, charts: list[Any], exports: list[tuple
         metrics=ctx.params.get("metrics", {}),
         warnings=[v["error"] for v in visualizations if "error" in v],
     )
-    outputs = []
-    for exporter, relpath in exports:
+    # every export is checked against the result's schema before any file is written
+    problems = [exporter.problem(result.table.schema) for exporter, _ in exports]
+    outputs, failed = [], []
+    for i, ((exporter, relpath), problem) in enumerate(zip(exports, problems, strict=True)):
         target = os.path.join(staging, relpath)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        exporter.export(report, target)
-        outputs.append(relpath)
-    return {"outputs": outputs, "visualizations": visualizations, "summary": result.summary,
-            "result_rows": result.table.num_rows, "result_columns": result.table.column_names}
+        try:
+            if problem is not None:
+                raise InputError(problem)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            exporter.export(report, target)
+            outputs.append(relpath)
+        except TransientError:
+            raise  # storage that may come back: the step is retried as a whole
+        except Exception as exc:  # one export that cannot be written spoils no other
+            err = exc if isinstance(exc, WorkflowError) else classify(exc, "results")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(target)
+            failed.append({**err.to_dict(), "step": "results", "export": i,
+                           "format": exporter.name, "path": relpath,
+                           "message": f"export {relpath} ({exporter.name}): {err}"})
+    return {"outputs": outputs, "export_errors": failed, "visualizations": visualizations,
+            "summary": result.summary, "result_rows": result.table.num_rows,
+            "result_columns": result.table.column_names}
 
 
 def _send_notifications(manifest: dict[str, Any], notifiers: list[Any], ctx: Any,
                         attempts: int = 3, backoff_s: float = 0.5) -> dict[str, Any]:
     """Send every notification; each is retried a few times, and failures are counted, never
     fatal (a finished analysis stays finished)."""
+    state = COMPLETED_WITH_ERRORS if manifest.get("export_errors") else "COMPLETED"
     context = {
-        "job_id": ctx.job_id, "state": "COMPLETED", "metrics": ctx.params.get("metrics", {}),
+        "job_id": ctx.job_id, "state": state, "metrics": ctx.params.get("metrics", {}),
         "result": {**manifest.get("summary", {}), "rows": manifest.get("result_rows")},
         "outputs": manifest.get("outputs", []), **ctx.params.get("info", {}),
     }
@@ -198,7 +219,7 @@ def _send_notifications(manifest: dict[str, Any], notifiers: list[Any], ctx: Any
         message, missing = render(notifier.config.message, context)
         if missing:
             errors.append(f"{notifier.name}: unknown placeholders {sorted(set(missing))}")
-        payload = {"job_id": ctx.job_id, "state": "COMPLETED", "metrics": context["metrics"]}
+        payload = {"job_id": ctx.job_id, "state": state, "metrics": context["metrics"]}
         for attempt in range(1, attempts + 1):
             try:
                 notifier.send(message, payload)
@@ -401,11 +422,13 @@ class AnalysisJob:
         manifest = ray.get(outcome.output)
         ctx.state["manifest"] = manifest
         ctx.metrics.update(visualizations_count=len(manifest["visualizations"]),
-                           exports_count=len(manifest["outputs"]))
+                           exports_count=len(manifest["outputs"]),
+                           exports_failed=len(manifest["export_errors"]))
         self._add_time(ctx, "results_generation_time", outcome)
         ctx.emit("results_generated", "results", job_id=ctx.job_id,
                  visualizations_count=len(manifest["visualizations"]),
-                 exports_count=len(manifest["outputs"]))
+                 exports_count=len(manifest["outputs"]),
+                 exports_failed=len(manifest["export_errors"]))
 
     def _on_notified(self, ctx: RunContext, outcome: StepOutcome) -> None:
         summary = ray.get(outcome.output)
@@ -478,12 +501,14 @@ class AnalysisJob:
             with _cancelled_by_signals(ctx):
                 self.check_resources()
                 fetch((executor or Executor()).run(self.workflow(), ctx))
-            state = "COMPLETED"
+            manifest = ctx.state.get("manifest", {})
+            errors += manifest.get("export_errors", [])
+            state = COMPLETED_WITH_ERRORS if errors else "COMPLETED"
             self._commit()
             if ctx.checkpoints is not None and not self.spec.execution.keep_checkpoints:
                 ctx.checkpoints.fs.rm(ctx.checkpoints.root, recursive=True)
-            ctx.emit("job_completed", "complete", job_id=self.job_id,
-                     execution_time=ctx.metrics.get("total_execution_time"),
+            ctx.emit("job_completed", "complete", job_id=self.job_id, state=state,
+                     errors=len(errors), execution_time=ctx.metrics.get("total_execution_time"),
                      metrics=dict(ctx.metrics))
         except BaseException as exc:  # every failure ends as a result, never a crash
             if not isinstance(exc, Exception):  # a second Ctrl-C, or the interpreter exits
@@ -516,7 +541,7 @@ class AnalysisJob:
             execution_time_s=(finished - started).total_seconds(),
             data_stats=ctx.state.get("data_stats", {}), metrics=dict(ctx.metrics),
             summary=manifest.get("summary", {}),
-            outputs=manifest.get("outputs", []) if state == "COMPLETED" else [],
+            outputs=manifest.get("outputs", []) if state in DONE_STATES else [],
             visualizations=manifest.get("visualizations", []), warnings=warnings, errors=errors,
             execution_path=list(ctx.trace.execution_path),
             steps={k: v.to_dict() for k, v in ctx.trace.stats.items()},

@@ -199,9 +199,18 @@ class Chart(Plugin[ConfigT]):
 
 
 class Exporter(Plugin[ConfigT]):
-    """Writes a result to one file. ``extension`` names the default file suffix."""
+    """Writes a result to one file. ``extension`` names the default file suffix.
+
+    ``problem`` says, from the result's schema alone, why this exporter cannot write it (a
+    nested column for CSV); the pipeline asks every exporter before it writes any file, and an
+    export that cannot be written becomes an error entry while the others are written.
+    """
 
     extension: ClassVar[str] = ""
+
+    def problem(self, schema: pa.Schema) -> str | None:
+        """Why a result of this schema cannot be written, or None when it can."""
+        return None
 
     def export(self, report: ReportContext, path: str) -> None:
         raise NotImplementedError

@@ -202,3 +202,18 @@ def test_inspect_of_an_unknown_job_exits_two(tmp_path, capsys):
 def test_resume_of_an_unknown_job_exits_two(tmp_path, capsys):
     code, _, err = cli(capsys, "resume", "nope", "--run-dir", str(tmp_path))
     assert_invalid(code, err, "nope")
+
+
+def test_a_job_with_an_unwritable_export_exits_three_and_names_it(ray_session, tmp_path, runs,
+                                                                   capsys):
+    source = tmp_path / "nested.ndjson"
+    source.write_text('{"k": "a", "tags": ["x", "y"]}\n{"k": "b", "tags": []}\n')
+    spec = write_spec(tmp_path, source={"type": "file", "path": str(source)},
+                      analysis={"type": "aggregation", "group_by": ["k"], "metrics": [
+                          {"column": "tags", "function": "first", "alias": "tags"}]})
+    code, out, err = cli(capsys, "run", str(spec), "--run-dir", str(runs), "--quiet")
+    assert code == 3 and "Traceback" not in out + err
+    assert "COMPLETED_WITH_ERRORS" in out
+    (line,) = [x for x in out.splitlines() if x.startswith("error")]
+    assert "out.csv" in line and "tags" in line
+    assert exports_under(runs) == ["r.html"]

@@ -243,6 +243,31 @@ def test_csv_writes_timestamps_as_iso_8601(tmp_path: Path) -> None:
     assert dt.datetime.fromisoformat(at) == when
 
 
+@pytest.mark.parametrize("unit", ["ms", "us", "ns"])
+def test_csv_writes_zoned_timestamps_with_an_iso_8601_offset(tmp_path: Path, unit: str) -> None:
+    path = tmp_path / "result.csv"
+    zone = dt.timezone(dt.timedelta(hours=-5))
+    when = dt.datetime(2024, 1, 2, 3, 4, 5, 250000, tzinfo=zone)
+    table = pa.table({"at": pa.array([when, None], pa.timestamp(unit, "America/New_York"))})
+
+    CsvExporter(CsvExporter.Config()).export(report_of(table), str(path))
+
+    first, second = path.read_text(encoding="utf-8").splitlines()[1:]
+    assert first.endswith("-05:00")
+    assert dt.datetime.fromisoformat(first) == when
+    assert second == ""
+    assert pd.read_csv(path)["at"][0] == first  # the same text pandas' own reader keeps
+
+
+def test_csv_names_a_nested_or_binary_column_from_the_schema_alone() -> None:
+    schema = pa.schema({"ok": pa.int64(), "tags": pa.list_(pa.string()), "raw": pa.binary(),
+                        "at": pa.timestamp("us", "UTC")})
+    problem = CsvExporter(CsvExporter.Config()).problem(schema)
+    assert problem is not None and "tags" in problem and "raw" in problem
+    assert "ok" not in problem and "at" not in problem
+    assert CsvExporter(CsvExporter.Config()).problem(pa.schema({"ok": pa.int64()})) is None
+
+
 def test_csv_of_a_nested_column_raises_input_error_naming_it(tmp_path: Path) -> None:
     table = pa.table({"ok": [1], "tags": [["a", "b"]]})
 

@@ -284,3 +284,32 @@ def test_an_unreachable_webhook_is_counted_not_fatal(tmp_path):
     _, result = run_job(tmp_path, spec)
     assert result.state == "COMPLETED"
     assert result.metrics["notifications_failed"] == 1
+
+
+def test_an_export_that_cannot_be_written_is_an_error_entry_and_the_others_are_written(
+        tmp_path):
+    source = tmp_path / "nested.ndjson"
+    source.write_text("".join(json.dumps({"k": k, "meta": {"x": i, "y": f"ü{i}"}, "v": i}) + "\n"
+                              for i, k in enumerate("abab")))
+    spec = job_spec(
+        job_id="nested", source={"type": "file", "path": str(source)},
+        analysis={"type": "aggregation", "group_by": ["k"], "metrics": [
+            {"column": "meta", "function": "first", "alias": "m"},
+            {"column": "v", "function": "sum", "alias": "total"}]},
+        exports=[{"format": "parquet", "path": "out.parquet"},
+                 {"format": "csv", "path": "out.csv"},
+                 {"format": "json", "path": "out.json"}, {"format": "html", "path": "r.html"}],
+        notifications=[{"channel": "webhook", "url": "http://127.0.0.1:9/x", "timeout_s": 1.0}])
+    _, result = run_job(tmp_path, spec)
+    assert result.state == "COMPLETED_WITH_ERRORS" and not result.ok
+    assert result.outputs == ["out.parquet", "out.json", "r.html"]
+    (error,) = result.errors
+    assert error["export"] == 1 and error["path"] == "out.csv" and error["format"] == "csv"
+    assert "m (struct" in error["message"]
+    run_dir = tmp_path_of(result)
+    assert not (run_dir / "out.csv").exists() and not (run_dir / ".staging").exists()
+    expected = pl.read_ndjson(source).group_by("k").agg(
+        pl.col("meta").first().alias("m"), pl.col("v").sum().alias("total")).sort("k")
+    assert_frame_equal(pl.read_parquet(run_dir / "out.parquet"), expected)
+    (done,) = [e for e in events_of(result) if e["event_type"] == "job_completed"]
+    assert done["data"]["state"] == "COMPLETED_WITH_ERRORS" and done["data"]["errors"] == 1
