@@ -499,6 +499,9 @@ class Aggregation(Analysis[AggregationConfig]):
     name: ClassVar[str] = "aggregation"
     Config = AggregationConfig
 
+    def output_columns(self) -> list[str]:
+        return _outputs(self.config)
+
     @property
     def keys(self) -> list[str]:
         return list(self.config.group_by)

@@ -285,6 +285,10 @@ class CorrelationMatrix(Analysis[CorrelationConfig]):
     name: ClassVar[str] = "correlation_matrix"
     Config = CorrelationConfig
 
+    def output_columns(self) -> list[str] | None:
+        columns = self.config.columns
+        return None if columns is None else ["column", *columns]
+
     @property
     def mergeable(self) -> bool:
         """Pearson partials are co-moments (mergeable); Spearman partials are projected rows."""
@@ -461,6 +465,11 @@ class OutlierDetection(Analysis[OutlierConfig]):
 
     name: ClassVar[str] = "outlier_detection"
     Config = OutlierConfig
+
+    def output_columns(self) -> list[str] | None:
+        if self.config.include_rows:
+            return None  # every column of the data
+        return [self.config.column, OUTLIER_TYPE, ROW_INDEX]
     mergeable: ClassVar[bool] = False
 
     def required_columns(self) -> list[str]:
@@ -607,6 +616,9 @@ class TextFrequency(Analysis[TextFrequencyConfig]):
 
     name: ClassVar[str] = "text_frequency"
     Config = TextFrequencyConfig
+
+    def output_columns(self) -> list[str]:
+        return ["word", "count"]
 
     def required_columns(self) -> list[str]:
         return [self.config.column]
@@ -774,6 +786,9 @@ class Custom(Analysis[CustomConfig]):
 
     def required_columns(self) -> list[str]:
         return self.kernel.required_columns()
+
+    def output_columns(self) -> list[str] | None:
+        return self.kernel.output_columns()
 
     def partial(self, df: pl.DataFrame) -> Any:
         return self.kernel.partial(df)

@@ -205,6 +205,9 @@ class Descriptive(Analysis[DescriptiveConfig]):
     name: ClassVar[str] = "descriptive"
     Config = DescriptiveConfig
 
+    def output_columns(self) -> list[str]:
+        return list(RESULT_SCHEMA)
+
     def required_columns(self) -> list[str]:
         return list(self.config.columns or [])
 

@@ -598,6 +598,9 @@ class TimeSeries(Analysis[TimeSeriesConfig]):
     Config = TimeSeriesConfig
     mergeable: ClassVar[bool] = True
 
+    def output_columns(self) -> list[str]:
+        return self.config.output_columns
+
     @property
     def interval(self) -> Interval:
         return parse_interval(self.config.interval)

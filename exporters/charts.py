@@ -76,6 +76,9 @@ class BarChart(Chart[BarConfig]):
     name = "bar"
     Config = BarConfig
 
+    def columns(self) -> dict[str, str]:
+        return _named(x=self.config.x, y=self.config.y, color=self.config.color)
+
     def render(self, result: AnalysisResult) -> go.Figure:
         cfg = self.config
         ys = _as_list(cfg.y)
@@ -106,6 +109,9 @@ class LineChart(Chart[LineConfig]):
     name = "line"
     Config = LineConfig
 
+    def columns(self) -> dict[str, str]:
+        return _named(x=self.config.x, y=self.config.y, color=self.config.color)
+
     def render(self, result: AnalysisResult) -> go.Figure:
         cfg = self.config
         ys = _as_list(cfg.y)
@@ -132,6 +138,9 @@ class PieChart(Chart[PieConfig]):
     name = "pie"
     Config = PieConfig
 
+    def columns(self) -> dict[str, str]:
+        return _named(names=self.config.names, values=self.config.values)
+
     def render(self, result: AnalysisResult) -> go.Figure:
         cfg = self.config
         df = _frame(result, self.name, [cfg.names, cfg.values])
@@ -145,6 +154,9 @@ class ScatterChart(Chart[ScatterConfig]):
 
     name = "scatter"
     Config = ScatterConfig
+
+    def columns(self) -> dict[str, str]:
+        return _named(x=self.config.x, y=self.config.y, color=self.config.color)
 
     def render(self, result: AnalysisResult) -> go.Figure:
         cfg = self.config
@@ -169,6 +181,17 @@ class ScatterChart(Chart[ScatterConfig]):
 
 # ---------------------------------------------------------------------------------------------
 # helpers
+
+
+def _named(**fields: str | list[str] | None) -> dict[str, str]:
+    """Column names by config field path; a list field gives ``y[0]``, ``y[1]``..."""
+    out: dict[str, str] = {}
+    for name, value in fields.items():
+        if isinstance(value, list):
+            out.update({f"{name}[{i}]": column for i, column in enumerate(value)})
+        elif value is not None:
+            out[name] = value
+    return out
 
 
 def _as_list(columns: str | list[str]) -> list[str]:

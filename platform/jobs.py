@@ -8,6 +8,7 @@ rejected, every error names the field path), and turned into a workflow by
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import functools
 import json
 import posixpath
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from raysight import registry
 from raysight.errors import InputError
@@ -136,7 +138,39 @@ class JobSpecBase(_Strict):
             seen[norm] = i
         if self.job_id is not None:
             render_job_id(self.job_id)  # raises on a bad template
+        _check_chart_columns(self)
         return self
+
+
+def _check_chart_columns(spec: Any) -> None:
+    """Charts may only name columns the analysis will produce, where its config decides them
+    (ValidationError at ``visualizations[i].<field>``, listing the result's columns)."""
+    charts = getattr(spec, "visualizations", [])
+    if not charts:
+        return
+    columns = registry.analyses.build(spec.analysis).output_columns()
+    if columns is None:
+        return
+    problems = []
+    for i, chart in enumerate(charts):
+        for field, column in registry.charts.build(chart).columns().items():
+            if column not in columns:
+                near = difflib.get_close_matches(column, columns, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                message = (f"column {column!r} is not in the {spec.analysis.type} result, "
+                           f"whose columns will be: {', '.join(columns)}{hint}")
+                problems.append(InitErrorDetails(
+                    type=PydanticCustomError("unknown_column", "{message}",
+                                             {"message": message}),
+                    loc=("visualizations", i, *_field_loc(field)), input=column))
+    if problems:
+        raise ValidationError.from_exception_data("JobSpec", problems)
+
+
+def _field_loc(field: str) -> tuple[str | int, ...]:
+    """``"y[1]"`` -> ``("y", 1)``."""
+    name, _, index = field.partition("[")
+    return (name, int(index.rstrip("]"))) if index else (name,)
 
 
 def _default_export_name(export: Any) -> str:
@@ -320,7 +354,8 @@ def format_errors(err: ValidationError, data: Any) -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         value = e.get("input")
-        quiet = e["type"] in ("missing", "extra_forbidden") or isinstance(value, (dict, list))
+        quiet = (e["type"] in ("missing", "extra_forbidden", "unknown_column")
+                 or isinstance(value, (dict, list)))
         shown = "" if quiet else f" (got {value!r})"
         lines.append(f"  {_loc(e['loc'], data)}: {msg}{shown}")
     return "\n".join(lines)

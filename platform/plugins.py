@@ -151,6 +151,12 @@ class Analysis(Plugin[ConfigT]):
         """Columns the analysis reads (checked against the data before it runs)."""
         return []
 
+    def output_columns(self) -> list[str] | None:
+        """The result's columns as the config alone decides them, in order; None when they
+        depend on the data (charts naming other columns are refused when the spec is
+        validated)."""
+        return None
+
     # -- optional shuffle path ------------------------------------------------------------------
 
     def shuffle_keys(self) -> list[str] | None:
@@ -193,6 +199,11 @@ class Chart(Plugin[ConfigT]):
     :class:`raysight.errors.InputError`; the pipeline records it as an error entry in the
     result instead of failing the job.
     """
+
+    def columns(self) -> dict[str, str]:
+        """The result columns the chart reads, by the config field that names each
+        (``{"x": "region", "y[1]": "total"}``)."""
+        return {}
 
     def render(self, result: AnalysisResult) -> Any:
         raise NotImplementedError
