@@ -29,6 +29,7 @@ Example::
 from __future__ import annotations
 
 import codecs
+import csv
 import itertools
 import json
 import logging
@@ -71,6 +72,7 @@ EXTENSIONS: dict[str, Format] = {
 
 _DEFAULT_NULLS = ["", "NA", "N/A", "null", "NULL"]
 _BOM = codecs.BOM_UTF8
+_BLANK = "\ufeff \t\r\n"
 
 
 class CsvOptions(BaseModel):
@@ -78,7 +80,8 @@ class CsvOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
-    #: one character; None means a tab for ``.tsv`` files and a comma otherwise
+    #: one character; None means a tab for ``.tsv`` files, otherwise the one of ``,`` ``;``
+    #: tab ``|`` that splits the first lines of the source's first file alike (else ``,``)
     delimiter: str | None = None
     #: the first line holds the column names; without it columns are named f0, f1, ...
     header: bool = True
@@ -162,32 +165,49 @@ class FileConnector(Connector[FileSourceConfig]):
     # -- driver ---------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Raise InputError when the path matches no readable file of the format."""
+        """Raise InputError when the path matches no readable file of the format, or only
+        files without data: zero bytes, or a CSV without a header line. (An empty file among
+        others of a folder reads as an empty table.)"""
         fs, files = self._files()
-        with _translated_errors(_shown(fs, files[0].path), files[0].format):
-            with fs.open(files[0].path, "rb") as f:
-                f.read(1)
+        first = files[0]
+        shown = _shown(fs, first.path)
+        if all(f.size == 0 for f in files):
+            where = shown if len(files) == 1 else f"every file of {self.config.path}"
+            raise InputError(f"{where} is empty (0 bytes): there is nothing to read",
+                             path=shown)
+        text_file = len(files) == 1 and first.format in ("csv", "ndjson")
+        with _translated_errors(shown, first.format):
+            with fs.open(first.path, "rb", compression=infer_compression(first.path)) as f:
+                head = f.read(SNIFF_BYTES if text_file else 1)
+        if text_file and not head.decode(self._csv.encoding if first.format == "csv"
+                                         else "utf-8", errors="replace").strip(_BLANK):
+            needs = "its header line" if first.format == "csv" and self._csv.header \
+                else "one record"
+            raise InputError(f"{shown} holds only blank lines: the file needs at least {needs}",
+                             path=shown)
 
     # -- planning -------------------------------------------------------------------------
 
     def plan(self) -> list[PartitionSpec]:
         """One partition per file (in path order); a file over ``partition_bytes`` is split."""
         fs, files = self._files()
+        delimiter = self._source_delimiter(fs, files)
         partitions: list[PartitionSpec] = []
         for file in files:
             with _translated_errors(_shown(fs, file.path), file.format):
-                partitions.extend(self._plan_file(fs, file))
+                partitions.extend(self._plan_file(fs, file, delimiter))
         log.debug("planned %d partitions for %s", len(partitions), self.config.path)
         return partitions
 
-    def _plan_file(self, fs: AbstractFileSystem, file: _File) -> list[PartitionSpec]:
+    def _plan_file(self, fs: AbstractFileSystem, file: _File,
+                   delimiter: str | None) -> list[PartitionSpec]:
         location = fs.unstrip_protocol(file.path)
         options: dict[str, Any] = {"format": file.format}
         compression = infer_compression(file.path) if file.format != "parquet" else None
         if compression:
             options["compression"] = compression
         if file.format == "csv":
-            options["delimiter"] = self._delimiter(file.path)
+            options["delimiter"] = delimiter or self._delimiter(file.path)
         whole = [PartitionSpec(file.relpath, location, file.size, options)]
         if not self.config.split_files or compression or file.size <= self.config.partition_bytes:
             return whole
@@ -392,9 +412,62 @@ class FileConnector(Connector[FileSourceConfig]):
         name = path[: -len(path.rsplit(".", 1)[-1]) - 1] if infer_compression(path) else path
         return "\t" if name.lower().endswith(".tsv") else ","
 
+    def _source_delimiter(self, fs: AbstractFileSystem, files: list[_File]) -> str | None:
+        """The delimiter of a CSV source whose spec gives none and whose files are not
+        ``.tsv``: sniffed once, from the first lines of its first file, for all its files."""
+        first = files[0]
+        if first.format != "csv" or self._csv.delimiter is not None \
+                or self._delimiter(first.path) != ",":
+            return None
+        with _translated_errors(_shown(fs, first.path), "csv"):
+            with fs.open(first.path, "rb", compression=infer_compression(first.path)) as f:
+                sample = f.read(SNIFF_BYTES)
+        delimiter = sniff_delimiter(sample.decode(self._csv.encoding, errors="replace"),
+                                    self._csv.quote_char, whole=len(sample) < SNIFF_BYTES)
+        if delimiter != ",":
+            log.info("%s: sniffed the CSV delimiter %r (set csv.delimiter to choose one)",
+                     self.config.path, delimiter)
+        return delimiter
+
     @property
     def _csv(self) -> CsvOptions:
         return self.config.csv or CsvOptions()
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: the CSV delimiter
+
+#: bytes of a CSV file read to tell its delimiter
+SNIFF_BYTES = 64 * 1024
+#: delimiters tried when a spec gives none, in order of preference on a tie
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def sniff_delimiter(sample: str, quote_char: str | None = '"', whole: bool = False) -> str:
+    """The delimiter that splits the first lines of ``sample`` into the most fields, the same
+    number on every line (a comma when none does better).
+
+    Quoted fields are read as such, so a ``;`` inside quotes does not count. ``whole`` says the
+    sample is the whole file; otherwise its last, possibly cut, line is left out.
+
+    >>> sniff_delimiter("a;b;c\n1;2,5;3\n")
+    ';'
+    """
+    lines = sample.lstrip("\ufeff").splitlines()
+    if not whole and len(lines) > 1:
+        lines = lines[:-1]
+    lines = [line for line in lines if line.strip()][:50]
+    best, best_fields = ",", 1
+    for delimiter in DELIMITERS:
+        reader = csv.reader(lines, delimiter=delimiter, quotechar=quote_char or '"',
+                            quoting=csv.QUOTE_MINIMAL if quote_char else csv.QUOTE_NONE)
+        try:
+            counts = {len(row) for row in reader}
+        except csv.Error:
+            continue
+        if len(counts) == 1 and (fields := counts.pop()) > best_fields:
+            best, best_fields = delimiter, fields
+    return best
 
 
 # ---------------------------------------------------------------------------------------------

@@ -389,6 +389,11 @@ class AnalysisJob:
         if any(not s.equals(schema) for s in schemas[1:]):
             schema = unify(schemas)
             ctx.params["schema"] = schema
+        if not len(schema):
+            source = getattr(self.connector.config, "path", self.spec.source.type)
+            raise InputError(f"source {source} has no columns: every partition of it is empty "
+                             "(an empty file, or a JSON document without records)",
+                             source=str(source))
         rows = sum(r["rows"] or 0 for r in outcome.reports)
         size = sum(r["bytes"] or 0 for r in outcome.reports)
         stats = {"row_count": rows, "column_count": len(schema), "size_bytes": size,

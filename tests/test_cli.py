@@ -217,3 +217,26 @@ def test_a_job_with_an_unwritable_export_exits_three_and_names_it(ray_session, t
     (line,) = [x for x in out.splitlines() if x.startswith("error")]
     assert "out.csv" in line and "tags" in line
     assert exports_under(runs) == ["r.html"]
+
+
+def test_a_zero_byte_source_exits_two_naming_the_file_and_writes_nothing(tmp_path, runs, capsys):
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    spec = write_spec(tmp_path, source={"type": "file", "path": str(empty)})
+    code, _, err = cli(capsys, "run", str(spec), "--run-dir", str(runs), "--quiet")
+    assert_invalid(code, err, "empty.csv", "0 bytes")
+    assert not runs.exists()
+
+
+def test_a_source_that_reads_as_no_columns_fails_as_an_input_error(ray_session, tmp_path, runs,
+                                                                   capsys):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    (folder / "a.csv").write_text("\n")
+    (folder / "b.csv").write_text("\n\n")
+    spec = write_spec(tmp_path, source={"type": "file", "path": str(folder)},
+                      analysis={"type": "descriptive"})
+    code, out, err = cli(capsys, "run", str(spec), "--run-dir", str(runs), "--quiet")
+    assert code == 2 and "Traceback" not in out + err
+    assert "has no columns" in out and str(folder) in out
+    assert json.loads((runs / "cli-job" / "result.json").read_text())["state"] == "FAILED"

@@ -686,3 +686,80 @@ def test_committed_example_data_is_the_generator_output(tmp_path):
     assert (tmp_path / "sales.csv").read_bytes() == (EXAMPLES / "sales.csv").read_bytes()
     for part in (EXAMPLES / "sales_parts").iterdir():
         assert (tmp_path / "sales_parts" / part.name).read_bytes() == part.read_bytes()
+
+
+# -- the delimiter of a CSV source without one ------------------------------------------------
+
+
+@pytest.mark.parametrize("delimiter", [";", "|", "\t"])
+def test_a_csv_without_a_delimiter_in_the_spec_is_sniffed_and_equals_pandas(tmp_path, delimiter):
+    path = tmp_path / "data.csv"
+    rows = [["id", "name", "price"], ["1", "Zürich", "2,5"], ["2", '"a; b | c"', "3"],
+            ["3", "", "4"]]
+    path.write_text("".join(delimiter.join(r) + "\n" for r in rows), encoding="utf-8")
+    ours = read_all(connector(path)).to_pandas()
+    expected = pd.read_csv(path, sep=delimiter, keep_default_na=False, na_values=[""])
+    assert list(ours.columns) == ["id", "name", "price"]
+    assert ours.astype(str).to_dict("list") == expected.astype(str).to_dict("list")
+
+
+def test_a_semicolon_inside_quotes_does_not_make_a_comma_file_semicolon_separated(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('a,b\n"x;y;z",1\n"p;q",2\n')
+    assert read_all(connector(path)).to_pydict() == {"a": ["x;y;z", "p;q"], "b": [1, 2]}
+
+
+def test_a_given_delimiter_is_never_second_guessed(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a;b,c\n1;2,3\n")
+    table = read_all(connector(path, csv={"delimiter": ","}))
+    assert table.column_names == ["a;b", "c"]
+
+
+def test_the_first_file_of_a_folder_decides_the_delimiter_for_all(tmp_path):
+    (tmp_path / "a.csv").write_text("k;v\nx;1\n")
+    (tmp_path / "b.csv").write_text("k;v\ny;2\n")
+    assert read_all(connector(tmp_path)).to_pydict() == {"k": ["x", "y"], "v": [1, 2]}
+
+
+def test_a_large_semicolon_file_split_into_ranges_keeps_its_columns(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("k;v\n" + "".join(f"{i};{i * 2}\n" for i in range(20000)))
+    conn = connector(path, partition_bytes=20000)
+    assert len(conn.plan()) > 3
+    assert read_all(conn).to_pydict() == {"k": list(range(20000)),
+                                          "v": [i * 2 for i in range(20000)]}
+
+
+# -- files without data -----------------------------------------------------------------------
+
+
+def test_a_zero_byte_file_is_an_input_error_naming_it(tmp_path):
+    for name in ("empty.csv", "empty.parquet", "empty.ndjson"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(InputError, match=rf"{name} is empty \(0 bytes\)"):
+            connector(tmp_path / name).check()
+
+
+def test_a_csv_of_blank_lines_has_no_header_line(tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text("\n \r\n\n")
+    with pytest.raises(InputError, match="blank.csv holds only blank lines.*header line"):
+        connector(path).check()
+
+
+def test_a_header_only_csv_is_a_table_of_zero_rows(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("a,b\n")
+    conn = connector(path)
+    conn.check()
+    table = read_all(conn)
+    assert table.num_rows == 0 and table.column_names == ["a", "b"]
+    assert table.column_names == list(pd.read_csv(path).columns)
+
+
+def test_a_folder_of_empty_files_is_an_input_error(tmp_path):
+    (tmp_path / "a.csv").write_text("")
+    (tmp_path / "b.csv").write_text("")
+    with pytest.raises(InputError, match="every file of .* is empty"):
+        connector(tmp_path).check()
