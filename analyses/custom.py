@@ -1,4 +1,4 @@
-"""The seed's custom kernels (correlation matrix, outliers, word counts) and ``custom``.
+"""Custom kernels (correlation matrix, outliers, word counts) and ``custom``.
 
 ::
 
@@ -19,7 +19,7 @@ How each one runs across partitions:
   computes the bounds exactly and numbers the rows by the partitions' row counts.
 - ``text_frequency`` is mergeable: token counts per partition, summed per word.
 
-``custom`` is the seed's ``{type: custom, name, params}`` form: it looks the kernel up in
+``custom`` is the ``{type: custom, name, params}`` form: it looks the kernel up in
 :data:`raysight.registry.analyses` (built-in or registered by a user), validates ``params``
 with that kernel's config and delegates to it.
 
@@ -273,7 +273,7 @@ class CorrelationMatrix(Analysis[CorrelationConfig]):
     For each pair of columns only the rows where both are present count (null and NaN are
     missing), as pandas ``df.corr(method, min_periods=1)``. Spearman is the Pearson
     correlation of average ranks, ranked within each pair's rows. ``r`` is null where a pair
-    has no common rows or a column is constant over them (the seed reports 0 there; 0 would
+    has no common rows or a column is constant over them (not 0, which would
     claim "uncorrelated" for an undefined value). The diagonal is 1, or null for a constant
     or empty column.
 
@@ -406,7 +406,7 @@ class OutlierConfig(PluginConfig):
     ``method: iqr`` flags values below ``q1 - k·IQR`` or above ``q3 + k·IQR``; ``method:
     zscore`` flags values more than ``threshold`` population standard deviations (ddof=0) from
     the mean. ``method`` defaults to ``iqr``, or to ``zscore`` when only ``threshold`` is
-    given (the seed's example passes ``threshold: 3.0`` and means a z-score). A value other
+    given (``threshold: 3.0`` alone means a z-score). A value other
     than the default for an option of the other method is rejected rather than ignored.
     """
 
@@ -417,7 +417,7 @@ class OutlierConfig(PluginConfig):
     k: float = Field(default=_DEFAULT_K, ge=0, allow_inf_nan=False)
     #: z-score cut-off (method zscore)
     threshold: float = Field(default=_DEFAULT_THRESHOLD, gt=0, allow_inf_nan=False)
-    #: ``linear`` interpolates (numpy/Polars default); ``nearest_lower`` is the seed's
+    #: ``linear`` interpolates (numpy/Polars default); ``nearest_lower`` takes
     #: ``sorted[n // 4]`` and ``sorted[3n // 4]``
     quantile_method: Literal["linear", "nearest_lower"] = "linear"
     #: True: outlier rows with every column; False: only ``column``
@@ -701,7 +701,7 @@ class TextFrequency(Analysis[TextFrequencyConfig]):
 # Custom: any registered kernel by name
 
 
-#: the seed's names of kernels that raysight registers under another name
+#: other names of kernels that raysight registers under another name
 SEED_NAMES = {"text_frequency_analysis": "text_frequency"}
 
 
@@ -735,7 +735,7 @@ def _kernel_config(name: str, params: dict[str, Any]) -> BaseModel:
 class CustomConfig(PluginConfig):
     """``{type: custom, name: <kernel>, params: {...}}``; ``params`` is the kernel's config.
 
-    ``name`` is any registered analysis, or a seed name listed in :data:`SEED_NAMES`.
+    ``name`` is any registered analysis, or another name listed in :data:`SEED_NAMES`.
     """
 
     type: Literal["custom"] = "custom"

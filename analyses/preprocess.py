@@ -1,4 +1,4 @@
-"""Preprocessing operations: the seed's cleaning, transforming and feature steps.
+"""Preprocessing operations: cleaning, transforming and feature steps.
 
 Each operation is a :class:`raysight.plugins.Preprocessor` built from its validated config and
 applied per partition with Polars expressions (no Python loop over rows). Row-local operations
@@ -627,7 +627,7 @@ class EncodeConfig(PluginConfig):
     column: str = Field(min_length=1)
     #: one_hot: a 0/1 column per distinct value; label: the value's rank among sorted values
     method: Literal["one_hot", "label"] = "one_hot"
-    #: one_hot only: drop the source column (the seed keeps it)
+    #: one_hot only: drop the source column (kept by default)
     drop_original: bool = False
 
     @model_validator(mode="after")
@@ -1126,7 +1126,7 @@ class DateExtractionConfig(PluginConfig):
 
 
 class DateExtraction(Preprocessor[DateExtractionConfig]):
-    """The table with ``{column}_{part}`` added for each part (the seed's custom op).
+    """The table with ``{column}_{part}`` added for each part.
 
     Parts as Polars ``dt``: year (Int32), month, day, weekday (ISO: Monday 1 … Sunday 7), hour,
     minute, quarter, iso_week (ISO 8601 week number; early January may be week 52/53 of the
@@ -1265,7 +1265,7 @@ class Binning(Preprocessor[BinningConfig]):
     """The table with ``{column}_bin`` (Int64) added.
 
     With ``bins``: width = (max - min) / bins over the whole column (across partitions, NaN
-    skipped) and bin = min(floor((x - min) / width), bins - 1), as the seed; a constant column
+    skipped) and bin = min(floor((x - min) / width), bins - 1); a constant column
     is bin 0. With ``edges``: bin i holds edges[i] <= x < edges[i+1], the last bin also holds
     x == edges[-1] (as numpy.histogram), and values outside the edges get null. A null or NaN
     value gets a null bin.

@@ -96,7 +96,7 @@ on the (small) bucketed series. ``run`` is ``combine([partial(df)])``.
 Output columns, in order: group keys, ``bucket``, ``bucket_label``, aggregates (values in
 order, operations in order), ``filled`` (with gap filling), rolling columns, transform columns
 (per transform, targets in order), ``_trend``/``_seasonal``/``_resid`` per target, anomaly
-columns, ``kind`` (with a forecast). The seed's single ``value_column`` and ``operation``
+columns, ``kind`` (with a forecast). A single ``value_column`` and ``operation``
 (``"average"`` = mean) are accepted as aliases. An empty input gives an
 empty table with these columns.
 """
@@ -489,7 +489,7 @@ class TimeSeriesConfig(PluginConfig):
     @model_validator(mode="before")
     @classmethod
     def _seed_aliases(cls, data: Any) -> Any:
-        """Accept the seed's single ``value_column`` and ``operation`` ("average" = mean)."""
+        """Accept a single ``value_column`` and ``operation`` ("average" = mean)."""
         if not isinstance(data, dict):
             return data
         data = dict(data)

@@ -1,18 +1,17 @@
-"""Write seeded synthetic data: the main example's sales table and the seed's source schemas.
+"""Write seeded synthetic data: the main example's sales table and one table per kind of source.
 
-Schemas (DESIGN.md; seed digest part3 §1.11 for database/file/object/stream):
+Schemas:
 
 * ``sales``: order_id, date, product_category, region, customer_id, quantity, amount. Amounts
   have two decimals; about 5 % are negative (refunds) and 3 % null, and every amount of the
   (Books, Central) group is null. About 2 % of the categories are null; one category is
   non-ASCII ("Café & Bäckerei"). Rows are in date order.
 * ``database``: id, name, value, timestamp, category.
-* ``file``: id, product, price, date, customer, region (about 1 % of prices null: the seed's
-  file loader reports missing prices it never generates).
+* ``file``: id, product, price, date, customer, region (about 1 % of prices null).
 * ``object``: transaction_id, amount, currency, timestamp, customer_id, merchant, category,
   status.
-* ``stream``: event_id, event_type, device_id, user_id, timestamp, and the seed's nested
-  ``data`` flattened into data_page, data_duration, data_referrer; timestamps within the hour
+* ``stream``: event_id, event_type, device_id, user_id, timestamp, and a nested
+  ``data`` object flattened into data_page, data_duration, data_referrer; timestamps within the hour
   before 2023-06-30T12:00:00Z, in order.
 
 Timestamps are written as ISO 8601 in UTC (``2023-03-14T09:26:53Z``), dates as ``2023-03-14``.
@@ -82,7 +81,7 @@ def sales(rows: int, rng: np.random.Generator) -> pa.Table:
 
 
 def database(rows: int, rng: np.random.Generator) -> pa.Table:
-    """The seed's database rows: items with a value, a 2023 timestamp and a category A-E."""
+    """Database rows: items with a value, a 2023 timestamp and a category A-E."""
     ids = np.arange(1, rows + 1)
     return pa.table(
         {
@@ -96,7 +95,7 @@ def database(rows: int, rng: np.random.Generator) -> pa.Table:
 
 
 def file(rows: int, rng: np.random.Generator) -> pa.Table:
-    """The seed's file rows: product sales with a price, a date, a customer and a region."""
+    """File rows: product sales with a price, a date, a customer and a region."""
     return pa.table(
         {
             "id": pa.array(np.arange(1, rows + 1)),
@@ -110,7 +109,7 @@ def file(rows: int, rng: np.random.Generator) -> pa.Table:
 
 
 def object_storage(rows: int, rng: np.random.Generator) -> pa.Table:
-    """The seed's object-storage rows: payment transactions."""
+    """Object-storage rows: payment transactions."""
     return pa.table(
         {
             "transaction_id": _uuids("txn-", rng, rows),
@@ -131,7 +130,7 @@ def object_storage(rows: int, rng: np.random.Generator) -> pa.Table:
 
 
 def stream(rows: int, rng: np.random.Generator) -> pa.Table:
-    """The seed's stream events of the last hour, with the ``data`` object flattened."""
+    """Stream events of the last hour, with the ``data`` object flattened."""
     seconds_ago = np.sort(rng.integers(0, 3600, rows))[::-1]
     return pa.table(
         {
@@ -216,7 +215,7 @@ def _format(template: str, numbers: np.ndarray) -> pa.Array:
 
 
 def _days_of_2023(rng: np.random.Generator, rows: int) -> np.ndarray:
-    """Midnights of random 2023 days, the day of month 1-28 as in the seed."""
+    """Midnights of random 2023 days, the day of month 1-28."""
     month = np.datetime64("2023-01", "M") + rng.integers(0, 12, rows)
     day = month.astype("datetime64[D]") + rng.integers(0, 28, rows)
     return day.astype("datetime64[s]")

@@ -1,4 +1,4 @@
-"""Checkpoints of step outputs, so a job can resume where it stopped (seed §5).
+"""Checkpoints of step outputs, so a job can resume where it stopped.
 
 Every completed step's output is written by the Ray task that produced it (the data never
 passes through the driver) to ``<url>/<step key>/part-<i>.<arrow|pkl>``: first to a temporary

@@ -4,7 +4,7 @@ A breaker is *closed* (calls pass) until at least ``minimum_calls`` calls were r
 last ``window_s`` seconds and at least ``failure_rate`` of them failed; then it is *open* and
 refuses calls for ``cooldown_s``. The first call after the cooldown moves it to *half-open*,
 where at most ``half_open_max_calls`` trial calls are admitted: any failure reopens it (with a
-fresh cooldown), ``half_open_successes_to_close`` successes close it (seed §2.4, DESIGN.md §3).
+fresh cooldown), ``half_open_successes_to_close`` successes close it.
 
 :class:`CircuitBreaker` is the pure state machine (injectable clock, no Ray). One named,
 detached Ray actor per protected dependency (:func:`breaker`) holds it for the whole cluster,
@@ -15,14 +15,13 @@ so every worker and driver sees the same state:
 >>> breaker_states()["postgres-main"]["state"]              # doctest: +SKIP
 'closed'
 
-Decisions where the seed is ambiguous or buggy (part1 §4 item 15):
+Semantics:
 
-- The window slides (each outcome expires ``window_s`` after it was recorded) instead of the
-  seed's tumbling window, and the rate is compared unrounded: ``failures / calls >=
-  failure_rate``. As in the seed, the rate is evaluated when a failure is recorded, so a success
-  never trips the breaker.
+- The window slides (each outcome expires ``window_s`` after it was recorded; it is not a
+  tumbling window), and the rate is compared unrounded: ``failures / calls >= failure_rate``.
+  The rate is evaluated when a failure is recorded, so a success never trips the breaker.
 - Half-open admits at most ``half_open_max_calls`` trials per half-open period; closing needs
-  ``half_open_successes_to_close`` of them to succeed (default: all of them, as in the seed). A
+  ``half_open_successes_to_close`` of them to succeed (default: all of them). A
   trial that never reports back is released after ``cooldown_s``, so half-open never gets stuck.
 - Half-open outcomes are matched to the oldest unresolved trial; an outcome reported while no
   trial is unresolved (a call admitted before the breaker opened) is ignored, and so are
@@ -65,7 +64,7 @@ MAX_TRANSITIONS = 1000
 
 @dataclass(frozen=True)
 class CircuitBreakerConfig:
-    """When a breaker opens and how it recovers (defaults are the seed's)."""
+    """When a breaker opens and how it recovers."""
 
     #: fraction of failed calls in the window at which the breaker opens
     failure_rate: float = 0.5
@@ -297,7 +296,7 @@ class CircuitBreaker:
             self._failures -= failed
 
     def _release_stale_trials(self, now: float) -> None:
-        # a trial whose caller died or hung must not hold its slot forever (seed bug 15a)
+        # a trial whose caller died or hung must not hold its slot forever
         while self._trials and now - self._trials[0] >= self.config.cooldown_s:
             self._trials.popleft()
 

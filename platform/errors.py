@@ -1,4 +1,4 @@
-"""The error taxonomy of raysight workflows (DESIGN.md §3).
+"""The error taxonomy of raysight workflows.
 
 Every error is a :class:`WorkflowError`. Only :class:`TransientError` is retried by the
 executor. Each class pickles cleanly, so an error raised inside a Ray task is still caught
@@ -73,6 +73,13 @@ class InputError(PermanentError):
     """
 
     category = "invalid_input"
+
+
+class PlanError(PermanentError):
+    """The workflow is wired wrongly (a mapped step with nothing to map over): a defect in the
+    code that built it, not in the user's input, so the CLI reports a failed job (exit 1)."""
+
+    category = "invalid_plan"
 
 
 class StepTimeout(WorkflowError):

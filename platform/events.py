@@ -1,7 +1,7 @@
 """Events of a job and the observers that receive them.
 
 The engine emits ``step_started``, ``step_succeeded``, ``step_failed``, ``step_skipped`` and
-``task_retry``; the analysis pipeline adds the seed's domain events (``data_loaded``,
+``task_retry``; the analysis pipeline adds its domain events (``data_loaded``,
 ``analysis_completed``, ``job_completed``, ``job_failed``, ``job_cancelled``...). When a
 resumed job restores a step from its checkpoint, the engine emits ``step_restored`` and the
 step's domain events again, marked ``"restored": true`` in their data, so a consumer that counts

@@ -34,8 +34,8 @@ from ray.exceptions import (
 from raysight.checkpoint import CheckpointStore
 from raysight.errors import (
     Cancelled,
-    InputError,
     PermanentError,
+    PlanError,
     ResourceExhausted,
     SerializationError,
     StepTimeout,
@@ -462,7 +462,8 @@ class Executor:
         now = time.time()
         ctx.trace.record_step(f"{node.name} (skipped)")
         ctx.trace.add(StepRecord(node.name, "skipped", started_at=now, ended_at=now))
-        ctx.emit("step_skipped", node.name, reason=reason or "condition not met")
+        ctx.emit("step_skipped", node.name,
+                 reason=f"condition false: {reason}" if reason else "condition not met")
         return value
 
     def _run_parallel(self, node: Parallel, value: Any, ctx: RunContext) -> tuple[Any, ...]:
@@ -763,7 +764,7 @@ class Executor:
     def _run_remote(self, task: Task, value: Any, ctx: RunContext) -> StepOutcome:
         """Run one step's calls (one per partition for a mapped step) as Ray tasks."""
         if task.mode in ("map", "actor", "shard"):
-            mapped, broadcast = _split_mapped(value)
+            mapped, broadcast = _split_mapped(task, value)
             calls = [_Call(task, i, (p, *broadcast)) for i, p in enumerate(mapped.items)]
         else:
             calls = [_Call(task, None, _args_of(task, value))]
@@ -1086,14 +1087,16 @@ def _outcome(task: Task, results: list[tuple[dict[str, Any], Any]],
     return StepOutcome(task.name, reports, output, 0.0)
 
 
-def _split_mapped(value: Any) -> tuple[Partitions, tuple[Any, ...]]:
+def _split_mapped(task: Task, value: Any) -> tuple[Partitions, tuple[Any, ...]]:
     """The partitions a map step maps over, and the values broadcast to every call."""
     if isinstance(value, Partitions):
         return value, ()
     if isinstance(value, tuple) and value and isinstance(value[0], Partitions):
         return value[0], tuple(value[1:])
     if value is NOTHING:
-        raise InputError("a mapped step needs partitioned input")
+        raise PlanError(f"step {task.name!r} maps over partitions but nothing comes before it: "
+                        "start the workflow with a fanout step or pass it an input",
+                        step=task.name)
     return Partitions([value], [{}]), ()
 
 

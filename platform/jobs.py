@@ -1,4 +1,4 @@
-"""The job spec (DESIGN.md §4): pydantic models assembled from the plugin registries.
+"""The job spec: pydantic models assembled from the plugin registries.
 
 A spec is loaded from YAML or JSON (or built in Python), validated strictly (unknown keys are
 rejected, every error names the field path), and turned into a workflow by
@@ -28,7 +28,7 @@ from raysight.resources import parse_bytes
 SPEC_VERSION = 1
 PIPELINE_STEPS = ("load", "preprocess", "analyze", "results", "notify", "complete")
 StepName = Literal["load", "preprocess", "analyze", "results", "notify", "complete"]
-#: retries after the first attempt, per pipeline step (seed §14 error handler)
+#: retries after the first attempt, per pipeline step
 DEFAULT_STEP_RETRIES = {"load": 5, "preprocess": 3, "analyze": 2, "results": 2, "notify": 3,
                         "complete": 1}
 RESERVED_OUTPUTS = {"result.json", "events.jsonl", "audit.jsonl", "spec.json", ".driver.lock"}
@@ -113,7 +113,8 @@ class JobSpecBase(_Strict):
     """Fields every job has; source/preprocessing/analysis/... come from the registries."""
 
     version: Literal[1] = Field(default=1, description="spec version; older versions are "
-                                "migrated (0 = the seed's v2 job JSON)")
+                                "migrated (0 = the job JSON with id, parameters "
+                                "and execution_settings)")
     job_id: str | None = Field(default=None, description="default job_<uuid4>; templates {date} "
                                "{timestamp} {uuid}")
     user_id: str = "anonymous"
@@ -247,7 +248,7 @@ def migration(from_version: int) -> Any:
 
 @migration(0)
 def _from_seed_v2(data: dict[str, Any]) -> dict[str, Any]:
-    """Version 0 is the seed's v2 job JSON: ``id`` for the job id, the lists of
+    """Version 0 is the older job JSON: ``id`` for the job id, the lists of
     preprocessing, visualizations, exports and notifications under ``parameters``, and
     ``execution_settings`` with ``timeout`` (seconds) and ``max_retries``."""
     out = {k: v for k, v in data.items()

@@ -1,4 +1,4 @@
-"""Distributed locks with leases and fencing tokens (seed §3, DESIGN.md §3).
+"""Distributed locks with leases and fencing tokens.
 
 :class:`LockManager` is the pure state machine (injectable clock, no Ray); one named, detached
 Ray actor (:class:`LockActor`, ``"locks"`` in namespace ``"raysight"``) holds it for the whole
@@ -15,7 +15,7 @@ the key, so a storage that remembers the largest token it has seen can refuse wr
 holder that lost its lease without knowing it. A lost lease is always reported: through
 :meth:`Lease.check` during the block and as :class:`LockLost` when the block exits.
 
-Decisions where the seed is silent or buggy (part1 §4 item 16): the lock is not re-entrant
+Semantics: the lock is not re-entrant
 (an owner that asks again for a lock it holds waits like anyone else); the first renewal is
 after ``lease_s / 3``, not at once; a renewal that fails because the lease was lost stops the
 renewals and marks the lease lost; release errors are raised, never swallowed; waiting is by

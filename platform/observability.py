@@ -1,4 +1,4 @@
-"""Metrics, traces and the audit log of jobs (seed §4, §9.2).
+"""Metrics, traces and the audit log of jobs.
 
 * :class:`MetricsObserver` counts steps started/succeeded/failed/retried, step durations and
   rows processed with ``ray.util.metrics``, tagged by job and step: they appear on Ray's

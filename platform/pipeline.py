@@ -1,4 +1,4 @@
-"""The analysis pipeline of seed §14: load → preprocess → analyze → results → notify → complete.
+"""The analysis pipeline: load → preprocess → analyze → results → notify → complete.
 
 :class:`AnalysisJob` turns a validated job spec into a workflow of Ray tasks and runs it. Data
 between steps is a partitioned table: one ObjectRef of an Arrow table per partition. Exports are
@@ -310,9 +310,9 @@ class AnalysisJob:
                 >> self._task("load", "load", partial(_read_partition, connector=self.connector),
                               mode="map", on_success=self._on_loaded)
                 >> self._task("load", "load.unify", _conform, mode="map").when(
-                    lambda ctx: "schema" in ctx.params, "partitions share one schema"))
+                    lambda ctx: "schema" in ctx.params, "the partitions differ in schema"))
         preprocess = self._preprocess_flow().when(lambda ctx: bool(self.ops),
-                                                  "no preprocessing operations")
+                                                  "the spec has preprocessing operations")
         kernel = self.kernel
         if kernel.shuffle_keys():
             # holistic per-group work (median, top-k...): shuffle rows by key, reduce each
@@ -345,7 +345,7 @@ class AnalysisJob:
             info=info), on_success=self._on_results).with_checkpoint(False)
         notify = self._task("notify", "notify", partial(
             _send_notifications, notifiers=self.notifiers), on_success=self._on_notified).when(
-            lambda ctx: bool(self.notifiers), "no notifications configured")
+            lambda ctx: bool(self.notifiers), "the spec has notifications")
         complete = self._task("complete", "complete", _complete, mode="driver",
                               on_success=self._on_completed)
         return load >> preprocess >> analyze >> results >> notify >> complete

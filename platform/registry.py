@@ -11,18 +11,28 @@ plugin directly, e.g. in a notebook::
 
 from __future__ import annotations
 
+import difflib
 import logging
 from importlib.metadata import entry_points
 from typing import Any
 
+from raysight.errors import InputError
+
 log = logging.getLogger(__name__)
+
+
+class UnknownPlugin(InputError, KeyError):
+    """No plugin of that kind is registered under that name (also a KeyError, as a lookup)."""
+
+    category = "unknown_plugin"
 
 
 class Registry:
     """Plugins of one kind, by name; entry points are loaded on first use."""
 
-    def __init__(self, kind: str, discriminator: str) -> None:
+    def __init__(self, kind: str, discriminator: str, singular: str) -> None:
         self.kind = kind
+        self.singular = singular
         self.discriminator = discriminator
         self.group = f"raysight.{kind}"
         self._plugins: dict[str, type] = {}
@@ -55,9 +65,12 @@ class Registry:
         try:
             return self._plugins[name]
         except KeyError:
-            raise KeyError(
-                f"unknown {self.kind[:-1]} {name!r}; known: {', '.join(self.names())}"
-            ) from None
+            known = self.names()
+            near = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
+            raise UnknownPlugin(f"unknown {self.singular} {name!r} (known: "
+                                f"{', '.join(known) or 'none'}){hint}", kind=self.singular,
+                                name=str(name), known=known) from None
 
     def configs(self) -> list[type]:
         """The Config models of all plugins, in name order (for the job spec union)."""
@@ -68,9 +81,9 @@ class Registry:
         return self.get(getattr(config, self.discriminator))(config)
 
 
-connectors = Registry("connectors", "type")
-preprocessors = Registry("preprocessors", "op")
-analyses = Registry("analyses", "type")
-charts = Registry("charts", "type")
-exporters = Registry("exporters", "format")
-notifiers = Registry("notifiers", "channel")
+connectors = Registry("connectors", "type", "connector")
+preprocessors = Registry("preprocessors", "op", "preprocessing operation")
+analyses = Registry("analyses", "type", "analysis")
+charts = Registry("charts", "type", "chart")
+exporters = Registry("exporters", "format", "export format")
+notifiers = Registry("notifiers", "channel", "notification channel")

@@ -1,6 +1,6 @@
 """Retry policies: how often a failed step is tried again, and how long to wait in between.
 
-One retry layer (DESIGN.md §3): the executor resubmits a step that raised a retryable error
+One retry layer: the executor resubmits a step that raised a retryable error
 after the policy's backoff; Ray's own ``max_retries`` only covers worker and node death.
 Delays are pure functions of the retry number and an injectable random source, so tests pin
 the sequences.

@@ -1,4 +1,4 @@
-"""Rendering of ``{placeholder}`` templates in notification messages (seed §14, 4.3 #19).
+"""Rendering of ``{placeholder}`` templates in notification messages.
 
 Placeholders are dotted paths into a context: ``{job_id}``, ``{state}``, ``{metrics.row_count}``,
 ``{result.groups}``. An unknown placeholder stays as written and is reported, never an error.

@@ -1,4 +1,4 @@
-"""Debug views of workflows and runs (seed §9.4): the plan as Mermaid text or a plotly DAG, the
+"""Debug views of workflows and runs: the plan as Mermaid text or a plotly DAG, the
 recorded trace as a Gantt timeline, and the text that ``raysight inspect <job_id>`` prints.
 
 The Ray dashboard shows tasks, not raysight's logical plan; these views fill that gap. They read

@@ -1,4 +1,4 @@
-"""Workflows as plans: steps and the seed's combinators.
+"""Workflows as plans: steps and their combinators.
 
 A workflow is a tree of nodes that an executor (:mod:`raysight.executor`) interprets; each
 :class:`Task` runs as a Ray task. Data flows from step to step (a step's output is the next
@@ -38,7 +38,7 @@ class LockSpec:
 
 
 class Step:
-    """A node of a workflow plan, with the seed's fluent combinators."""
+    """A node of a workflow plan, with fluent combinators."""
 
     name: str
 
@@ -52,7 +52,9 @@ class Step:
 
     def when(self, predicate: Callable[[Any], bool], description: str = "") -> When:
         """Run this step only if ``predicate(ctx)`` is true; otherwise it is skipped and its
-        input passes through unchanged."""
+        input passes through unchanged. ``description`` states the condition under which the
+        step runs ("publishing enabled"): the DAG labels the decision with it, and a skip
+        records ``condition false: <description>``."""
         return When(self, predicate, description)
 
     def parallel(self, *others: Step) -> Parallel:

@@ -1,4 +1,4 @@
-"""Circuit breaker: the seed's state machine under a fake clock, and the shared Ray actor."""
+"""Circuit breaker: the state machine under a fake clock, and the shared Ray actor."""
 
 from __future__ import annotations
 

@@ -135,7 +135,7 @@ def test_seed_example_perfect_positive_and_negative_correlation():
 
 
 def test_constant_column_correlates_as_null_not_zero():
-    # the seed reports 0; r is undefined when a variance is 0. 0.1 does not average exactly,
+    # r is undefined (not 0) when a variance is 0. 0.1 does not average exactly,
     # so a tiny rounding variance must not produce a number either.
     df = pl.DataFrame({"x": [1.0, 2.0, 3.0], "k": [0.1, 0.1, 0.1]})
     result = corr().run(df)
@@ -147,7 +147,7 @@ def test_constant_column_correlates_as_null_not_zero():
 
 @pytest.mark.parametrize("method", ["pearson", "spearman"])
 def test_pairs_use_only_rows_where_both_columns_are_present(method):
-    # misaligned nulls: the seed's index alignment would pair 1 with 10, 2 with 30...
+    # misaligned nulls: aligning by position after dropping nulls would pair 1 with 10...
     df = pl.DataFrame({"x": [1.0, None, 2.0, 3.0, 4.0], "y": [10.0, 20.0, None, 30.0, 35.0]})
     result = corr(method=method).run(df)
     r = frame(result).get_column("y")[0]
@@ -356,7 +356,7 @@ def test_seed_example_with_linear_quartiles_the_default():
 
 
 def test_seed_threshold_selects_the_zscore_method_and_is_honoured():
-    # the seed's example passes threshold 3.0 (and ignores it). With n = 10 no single value can
+    # threshold 3.0 alone means a z-score. With n = 10 no single value can
     # lie more than sqrt(n - 1) = 3 population standard deviations from the mean.
     config = OutlierDetection.Config.model_validate({"column": "value", "threshold": 3.0})
     assert config.method == "zscore"

@@ -92,6 +92,12 @@ def test_when_false_skips_the_step_and_passes_its_input_through():
     assert ctx.trace.stats["double"].skipped_count == 1
 
 
+def test_a_false_when_records_its_condition_as_the_reason_for_the_skip():
+    _, _, events = run(source >> double.when(lambda ctx: False, "publishing enabled"))
+    (skipped,) = events.of_type("step_skipped")
+    assert skipped.data["reason"] == "condition false: publishing enabled"
+
+
 def test_when_true_runs_the_step():
     value, ctx, _ = run(source >> double.when(lambda ctx: True))
     assert value == 6

@@ -13,7 +13,7 @@ from raysight.executor import classify
 ALL = [errors.TransientError, errors.PermanentError, errors.InputError, errors.StepTimeout,
        errors.ResourceExhausted, errors.DependencyFailure, errors.ConditionNotMet,
        errors.PermissionDenied, errors.InconsistentState, errors.SerializationError,
-       errors.Cancelled]
+       errors.Cancelled, errors.PlanError]
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -56,3 +56,29 @@ def test_ray_worker_death_classifies_as_transient():
     from ray.exceptions import WorkerCrashedError
 
     assert isinstance(classify(WorkerCrashedError(), "load"), errors.TransientError)
+
+
+def test_an_unknown_plugin_names_its_kind_lists_the_known_ones_and_suggests_one():
+    from raysight.registry import UnknownPlugin, analyses, exporters
+
+    with pytest.raises(UnknownPlugin) as err:
+        analyses.get("aggregaton")
+    message = str(err.value)
+    assert message.startswith("unknown analysis 'aggregaton' (known: aggregation, ")
+    assert message.endswith("did you mean 'aggregation'?")
+    assert isinstance(err.value, errors.InputError) and isinstance(err.value, KeyError)
+    with pytest.raises(UnknownPlugin, match="unknown export format 'xlsx'"):
+        exporters.get("xlsx")
+
+
+def test_a_mapped_step_without_input_is_a_plan_error_not_the_users_input(ray_session):
+    from raysight.executor import Executor, RunContext
+    from raysight.workflow import step
+
+    @step(mode="map")
+    def square(x):
+        return x * x
+
+    with pytest.raises(errors.PlanError, match="'square' maps over partitions") as err:
+        Executor().run(square, RunContext("plan-error"))
+    assert not isinstance(err.value, errors.InputError)

@@ -1,4 +1,4 @@
-"""Packaging guards (DESIGN.md §1)."""
+"""Packaging guards: platform/ never shadows the standard platform module."""
 
 from __future__ import annotations
 

@@ -452,3 +452,19 @@ def test_write_debug_views_escapes_the_job_id(tmp_path):
     write_debug_views(tmp_path, None, result)
     page = (tmp_path / "timeline.html").read_text(encoding="utf-8")
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
+def test_the_pipeline_dag_labels_each_when_with_its_condition_to_run():
+    from conftest import EXAMPLES
+
+    from raysight.jobs import parse_spec
+    from raysight.pipeline import AnalysisJob
+
+    spec = parse_spec({"source": {"type": "file", "path": str(EXAMPLES / "data" / "sales.csv")},
+                       "analysis": {"type": "descriptive"}})
+    text = to_mermaid(AnalysisJob(spec, job_id="dag").workflow())
+    labels = {label for label in mermaid_nodes(text).values() if label.startswith("when")}
+    assert labels == {"when: the partitions differ in schema",
+                      "when: the spec has preprocessing operations",
+                      "when: the spec has notifications"}
+
