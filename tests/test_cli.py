@@ -240,3 +240,12 @@ def test_a_source_that_reads_as_no_columns_fails_as_an_input_error(ray_session, 
     assert code == 2 and "Traceback" not in out + err
     assert "has no columns" in out and str(folder) in out
     assert json.loads((runs / "cli-job" / "result.json").read_text())["state"] == "FAILED"
+
+
+def test_the_run_dir_is_printed_normalised(ray_session, tmp_path, capsys):
+    (tmp_path / "jobs").mkdir()
+    code, out, _ = cli(capsys, "run", str(write_spec(tmp_path)), "--run-dir",
+                       str(tmp_path / "jobs" / ".." / "runs"), "--quiet")
+    assert code == 0
+    (line,) = [x for x in out.splitlines() if x.startswith("run dir")]
+    assert line.split()[-1] == str(tmp_path / "runs" / "cli-job")
