@@ -193,12 +193,12 @@ def _make_results(result: AnalysisResult, charts: list[Any], exports: list[tuple
         except TransientError:
             raise  # storage that may come back: the step is retried as a whole
         except Exception as exc:  # one export that cannot be written spoils no other
-            err = exc if isinstance(exc, WorkflowError) else classify(exc, "results")
+            failure = exc if isinstance(exc, WorkflowError) else classify(exc, "results")
             with contextlib.suppress(FileNotFoundError):
                 os.remove(target)
-            failed.append({**err.to_dict(), "step": "results", "export": i,
+            failed.append({**failure.to_dict(), "step": "results", "export": i,
                            "format": exporter.name, "path": relpath,
-                           "message": f"export {relpath} ({exporter.name}): {err}"})
+                           "message": f"export {relpath} ({exporter.name}): {failure}"})
     return {"outputs": outputs, "export_errors": failed, "visualizations": visualizations,
             "summary": result.summary, "result_rows": result.table.num_rows,
             "result_columns": result.table.column_names}

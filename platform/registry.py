@@ -21,8 +21,8 @@ from raysight.errors import InputError
 log = logging.getLogger(__name__)
 
 
-class UnknownPlugin(InputError, KeyError):
-    """No plugin of that kind is registered under that name (also a KeyError, as a lookup)."""
+class UnknownPlugin(InputError):
+    """No plugin of that kind is registered under that name."""
 
     category = "unknown_plugin"
 

@@ -114,9 +114,8 @@ def run_state(job_dir: Path) -> dict[str, Any]:
     begin = events[starts[-1]]
     current = events[starts[-1]:]
     data = begin.get("data", {})
-    loaded = next((e["data"] for e in reversed(current) if e["event_type"] == "data_loaded"),
-                  None) or next((e["data"] for e in reversed(events)
-                                 if e["event_type"] == "data_loaded"), {})
+    loaded: dict[str, Any] = next(
+        (e["data"] for e in reversed(events) if e["event_type"] == "data_loaded"), {})
     records, open_steps = _records(current)
     errors = [{**e["data"]["error"], "step": e.get("step")} for e in current
               if e["event_type"] == "step_failed" and isinstance(e["data"].get("error"), dict)]
