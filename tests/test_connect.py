@@ -75,7 +75,7 @@ def head(short_tmp):
     """A `ray start --head` cluster of this module's own (own ports, temp dir and token),
     whose current-cluster file lies in ``<short_tmp>/live/ray``; stopped by its own process
     group, never by `ray stop`."""
-    port = free_port()
+    port, dashboard = free_port(), free_port()
     token = secrets.token_hex(32)
     home = short_tmp / "head-home"
     home.mkdir()
@@ -84,7 +84,10 @@ def head(short_tmp):
     proc = subprocess.Popen(
         [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--block",
          f"--port={port}", f"--temp-dir={short_tmp / 'live' / 'ray'}", "--num-cpus=1",
-         "--include-dashboard=false", f"--ray-client-server-port={free_port()}",
+         "--include-dashboard=true", f"--dashboard-port={dashboard}",
+         f"--dashboard-agent-listen-port={free_port()}",
+         f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--ray-client-server-port={free_port()}",
          f"--min-worker-port={20000 + port % 1000 * 20}",
          f"--max-worker-port={20000 + port % 1000 * 20 + 19}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
@@ -94,7 +97,8 @@ def head(short_tmp):
         assert proc.poll() is None, "ray start --head ended"
         assert time.monotonic() < deadline, "ray start --head did not come up"
         time.sleep(0.3)
-    yield {"address": f"127.0.0.1:{port}", "token": token, "tmpdir": str(short_tmp / "live")}
+    yield {"address": f"127.0.0.1:{port}", "token": token, "tmpdir": str(short_tmp / "live"),
+           "jobs_api": f"http://127.0.0.1:{dashboard}"}
     os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=20)
@@ -204,6 +208,52 @@ def test_with_the_token_the_job_runs_on_the_named_cluster(head, tmp_path):
                          "RAY_AUTH_TOKEN": head["token"]})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert node_ids_of(tmp_path / "runs" / "on-head") <= head_node_ids(head)
+
+
+JOBS_API_STOP = """
+import sys, time
+from pathlib import Path
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+address, entrypoint, events = sys.argv[1], sys.argv[2], Path(sys.argv[3])
+client = JobSubmissionClient(address)
+submission = client.submit_job(entrypoint=entrypoint)
+deadline = time.monotonic() + 120
+while not (events.exists() and '"step": "analyze"' in events.read_text()):
+    status = client.get_job_status(submission)
+    if status in (JobStatus.FAILED, JobStatus.SUCCEEDED) or time.monotonic() > deadline:
+        sys.exit(f"the job never reached analyze ({status}): {client.get_job_logs(submission)}")
+    time.sleep(0.3)
+client.stop_job(submission)
+while client.get_job_status(submission) not in (JobStatus.STOPPED, JobStatus.FAILED):
+    time.sleep(0.3)
+print(client.get_job_status(submission))
+"""
+
+
+def test_a_stop_through_the_jobs_api_cancels_the_job_and_records_it(head, tmp_path):
+    spec = tmp_path / "slow.yaml"
+    spec.write_text(yaml.safe_dump({
+        "job_id": "jobs-api-stop",
+        "source": {"type": "file", "path": str(EXAMPLES / "data" / "sales.csv")},
+        "analysis": {"type": "descriptive"},
+        "execution": {"faults": [{"step": "analyze", "error": "delay", "delay_s": 120}]}}))
+    runs = tmp_path / "runs"
+    events = runs / "jobs-api-stop" / "events.jsonl"
+    # the entrypoint Ray's documentation shows; the driver joins the cluster by RAY_ADDRESS
+    entrypoint = f"{sys.executable} -m raysight run {spec} --run-dir {runs} --quiet"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.run([sys.executable, "-c", JOBS_API_STOP, head["jobs_api"], entrypoint,
+                           str(events)], env={**env, "RAY_AUTH_MODE": "token",
+                                              "RAY_AUTH_TOKEN": head["token"]},
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith("STOPPED")
+    result = json.loads((runs / "jobs-api-stop" / "result.json").read_text())
+    assert result["state"] == "CANCELED"
+    cancelled = [json.loads(line) for line in events.read_text().splitlines()
+                 if '"job_cancelled"' in line]
+    assert [e["data"]["signal"] for e in cancelled] == ["SIGTERM"]
 
 
 def test_python_dash_m_raysight_is_the_command_line():
