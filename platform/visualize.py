@@ -60,6 +60,7 @@ STATE_COLORS = {
     "cancelled": "#757575",
     "skipped": "#90a4ae",
     "restored": "#0277bd",  # output taken from a checkpoint, not recomputed
+    "running": "#ef6c00",  # started, not ended: still running, or where an interrupted run stopped
     "not run": "#cfd8dc",
 }
 _MODE_COLORS = {"apply": "#1565c0", "map": "#00838f", "fanout": "#4527a0", "driver": "#5d4037",
@@ -68,7 +69,8 @@ _MODE_TEXT = {"apply": "", "map": "map ×N", "fanout": "fan-out", "driver": "dri
               "dynamic": "dynamic (returns steps)", "actor": "actor"}
 _CONTROL_COLOR = "#546e7a"
 # how bad a final state is, when the partitions of one step ended differently
-_SEVERITY = ("failed", "timed_out", "cancelled", "retried", "succeeded", "restored", "skipped")
+_SEVERITY = ("failed", "timed_out", "cancelled", "running", "retried", "succeeded", "restored",
+             "skipped")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +309,7 @@ _MERMAID_STATE_STYLE = {
     "retried": "fill:#fff8e1,stroke:#f9a825",
     "skipped": "fill:#eceff1,stroke:#90a4ae,stroke-dasharray:4 3",
     "restored": "fill:#e1f5fe,stroke:#0277bd",
+    "running": "fill:#fff3e0,stroke:#ef6c00,stroke-dasharray:2 2",
 }
 
 

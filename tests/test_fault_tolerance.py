@@ -305,8 +305,9 @@ def start_slow_driver(runs: Path, spec_dir: Path, job_id: str) -> subprocess.Pop
     pytest.fail("the job never reached its analyze step")
 
 
-def inspect_output(runs: Path, job_id: str) -> tuple[int, str]:
-    proc = subprocess.run([*DRIVER, "inspect", job_id, "--run-dir", str(runs)], cwd=REPO_ROOT,
+def inspect_output(runs: Path, job_id: str, *flags: str) -> tuple[int, str]:
+    proc = subprocess.run([*DRIVER, "inspect", job_id, "--run-dir", str(runs), *flags],
+                          cwd=REPO_ROOT,
                           env=DRIVER_ENV, capture_output=True, text=True, timeout=120)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -327,13 +328,15 @@ def killed_driver(tmp_path_factory):
     driver.wait(timeout=30)
     run_dir = runs / "killed"
     had_result = (run_dir / "result.json").exists()
-    after_kill = inspect_output(runs, "killed")
+    after_kill = inspect_output(runs, "killed", "--views")
+    views = sorted(p.name for p in run_dir.iterdir() if p.name in ("dag.mmd", "timeline.html"))
     before = len(events_in(run_dir))
     resumed = subprocess.run([*DRIVER, "resume", "killed", "--run-dir", str(runs), "--quiet",
                               "--set", "execution.faults=[]"], cwd=REPO_ROOT, env=DRIVER_ENV,
                              timeout=300, capture_output=True, text=True)
     return {"runs": runs, "run_dir": run_dir, "had_result": had_result, "before": before,
-            "resumed": resumed, "while_running": while_running, "after_kill": after_kill}
+            "resumed": resumed, "while_running": while_running, "after_kill": after_kill,
+            "views": views}
 
 
 def test_a_driver_killed_with_sigkill_is_finished_by_resume(killed_driver):
@@ -377,6 +380,7 @@ def test_inspect_of_a_killed_driver_says_interrupted_what_is_done_and_where_it_s
     checkpointed = next(line for line in out.splitlines() if "checkpointed:" in line)
     assert "load" in checkpointed and "preprocess" in checkpointed
     assert "raysight resume killed" in out
+    assert killed_driver["views"] == ["dag.mmd", "timeline.html"]
 
 
 def test_restored_steps_mark_the_domain_events_they_emit_again(killed_driver):
