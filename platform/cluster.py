@@ -47,8 +47,8 @@ class ConnectError(InputError):
 
 
 def connect(address: str | None = None, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-            log_level: str = "WARNING") -> str:
-    """Connect this process to Ray and return a one-line description of what it joined.
+            log_level: str = "WARNING") -> None:
+    """Connect this process to Ray: its own local instance, or the cluster at ``address``.
 
     ``address`` None (and no ``RAY_ADDRESS``) or ``"local"`` starts an embedded local
     instance; ``"auto"`` asks Ray to find a running cluster on this machine; anything else is a
@@ -61,13 +61,13 @@ def connect(address: str | None = None, timeout_s: float = DEFAULT_CONNECT_TIMEO
     # failed attempts leave outputs nobody fetches; the executor already reported them
     os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
     if ray.is_initialized():
-        return "the Ray instance this process already uses"
+        return
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     ray_level = _ray_log_level(log_level)
     if address == "local":
         ray.init(address="local", logging_level=ray_level, log_to_driver=False)
         log.info("started an embedded local Ray instance")
-        return "an embedded local Ray instance"
+        return
     if address != "auto":
         _probe(address, min(timeout_s, 5.0))
     with _captured_stderr() as captured, _deadline(address, timeout_s, captured):
@@ -81,7 +81,6 @@ def connect(address: str | None = None, timeout_s: float = DEFAULT_CONNECT_TIMEO
     if chatter and ray_level < logging.WARNING:
         sys.stderr.write(chatter)
     log.info("connected to the Ray cluster at %s", address)
-    return f"the Ray cluster at {address}"
 
 
 def _ray_log_level(level: str) -> int:
@@ -98,8 +97,7 @@ def _probe(address: str, timeout_s: float) -> None:
                            f"the cluster's GCS address. {_ADDRESS_HINT}", address=address)
     host, port = _host_port(address)
     try:
-        with socket.create_connection((host, port), timeout=timeout_s):
-            pass
+        socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ConnectError(f"cannot reach a Ray cluster at {address} ({reason.lower()}); "

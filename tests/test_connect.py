@@ -3,6 +3,7 @@ machine; a named cluster within a time limit, with one line that says what to do
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -73,8 +74,8 @@ def short_tmp():
 @pytest.fixture(scope="module")
 def head(short_tmp):
     """A `ray start --head` cluster of this module's own (own ports, temp dir and token),
-    whose current-cluster file lies in ``<short_tmp>/live/ray``; stopped by its own process
-    group, never by `ray stop`."""
+    whose current-cluster file lies in ``<short_tmp>/live/ray``; stopped through its own
+    process group, which leaves every other Ray instance on the machine alone."""
     port, dashboard = free_port(), free_port()
     token = secrets.token_hex(32)
     home = short_tmp / "head-home"
@@ -106,10 +107,8 @@ def head(short_tmp):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     time.sleep(1)
-    try:  # ray start's children share its process group; take down whatever lingers
+    with contextlib.suppress(ProcessLookupError):  # ray start's children share its group
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def head_node_ids(head) -> set[str]:

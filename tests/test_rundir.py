@@ -28,9 +28,8 @@ def test_a_second_driver_of_the_same_job_is_refused_with_the_first_ones_pid(tmp_
     job_dir = tmp_path / "j"
     with driver_lock(job_dir):
         assert driver_alive(job_dir)
-        with pytest.raises(InputError, match=f"pid {os.getpid()} on "):
-            with driver_lock(job_dir):
-                pass
+        with pytest.raises(InputError, match=f"pid {os.getpid()} on "), driver_lock(job_dir):
+            pytest.fail("a second driver got the lock")
     assert not driver_alive(job_dir)
     assert not (job_dir / LOCK_FILE).exists()
 
