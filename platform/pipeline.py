@@ -43,7 +43,7 @@ from raysight.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.plugins import AnalysisResult, ReportContext
 from raysight.resources import Resources, node_resources
 from raysight.retry import Exponential, RetryPolicy
-from raysight.rundir import driver_identity, driver_lock
+from raysight.rundir import checkpoint_url, driver_identity, driver_lock
 from raysight.tables import conform, portable, to_arrow, unify
 from raysight.templates import render
 from raysight.workflow import Pass, Step, Task, branch, parallel, tasks
@@ -506,8 +506,7 @@ class AnalysisJob:
             with _cancelled_by_signals(ctx):
                 self.check_resources()
                 fetch((executor or Executor()).run(self.workflow(), ctx))
-            manifest = ctx.state.get("manifest", {})
-            errors += manifest.get("export_errors", [])
+            errors += ctx.state["manifest"]["export_errors"]
             state = COMPLETED_WITH_ERRORS if errors else "COMPLETED"
             self._commit()
             if ctx.checkpoints is not None and not self.spec.execution.keep_checkpoints:
@@ -561,10 +560,8 @@ class AnalysisJob:
         execution = self.spec.execution
         if not execution.checkpoint:
             return None
-        url = execution.checkpoint_url or str(self.job_dir / "checkpoints")
-        if execution.checkpoint_url and "{job_id}" in url:
-            url = url.replace("{job_id}", self.job_id)
-        return CheckpointStore(url, spec_version=self.spec.version)
+        return CheckpointStore(checkpoint_url(self.job_dir, execution.checkpoint_url),
+                               spec_version=self.spec.version)
 
     def _commit(self) -> None:
         """Move staged exports into the run directory (rename, so each file appears whole)."""

@@ -163,18 +163,24 @@ def _records(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[s
     return records, list(started)
 
 
+def checkpoint_url(job_dir: Path, configured: str | None) -> str:
+    """Where a run's checkpoints live: ``execution.checkpoint_url`` with ``{job_id}``
+    filled in, else ``<run dir>/checkpoints``."""
+    if not configured:
+        return str(job_dir / "checkpoints")
+    return configured.replace("{job_id}", job_dir.name)
+
+
 def _checkpointed(job_dir: Path) -> list[str]:
     """Steps whose outputs the checkpoint manifest lists (what a resume restores)."""
-    spec_file = job_dir / "spec.json"
-    url = None
+    configured = None
     with contextlib.suppress(OSError, ValueError, KeyError):
-        url = json.loads(spec_file.read_text(encoding="utf-8"))["execution"]["checkpoint_url"]
-    if url:
-        url = url.replace("{job_id}", job_dir.name)
+        spec = json.loads((job_dir / "spec.json").read_text(encoding="utf-8"))
+        configured = spec["execution"]["checkpoint_url"]
     from raysight.checkpoint import CheckpointStore
 
     try:
-        manifest = CheckpointStore(url or str(job_dir / "checkpoints")).manifest()
+        manifest = CheckpointStore(checkpoint_url(job_dir, configured)).manifest()
     except (OSError, WorkflowError):  # an unreadable store: inspect shows what it can
         return []
     return list(dict.fromkeys(entry["step"] for entry in manifest["steps"].values()))

@@ -32,7 +32,7 @@ from typing import Any, Literal
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from raysight.resources import Resources
+from raysight.resources import Resources, format_bytes
 from raysight.retry import RetryPolicy
 from raysight.trace import TraceInfo
 from raysight.workflow import (
@@ -251,7 +251,7 @@ def _resources_text(res: Resources) -> str:
     if res.num_gpus:
         parts.append(f"{res.num_gpus:g} GPU")
     if res.memory:
-        parts.append(_fmt_bytes(res.memory))
+        parts.append(format_bytes(res.memory))
     parts += [f"{k}:{v:g}" for k, v in sorted(res.resources.items())]
     return " · ".join(parts)
 
@@ -776,7 +776,7 @@ def inspect_text(result: Mapping[str, Any]) -> str:
         if "partitions" in stats:
             parts.append(f"{stats['partitions']} partitions")
         if "size_bytes" in stats:
-            parts.append(_fmt_bytes(stats["size_bytes"]))
+            parts.append(format_bytes(stats["size_bytes"]))
         out.append("  " + " · ".join(parts))
         columns = stats.get("columns") or {}
         if columns:
@@ -862,15 +862,6 @@ def _fmt_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4f}".rstrip("0").rstrip(".") if value else "0"
     return str(value)
-
-
-def _fmt_bytes(n: float) -> str:
-    """``24 B``, ``1.5 KiB``, ``2 GiB``."""
-    exponent = 0 if n < 1024 else min(int(math.log(n, 1024)), 4)
-    value = n / 1024**exponent
-    unit = ("B", "KiB", "MiB", "GiB", "TiB")[exponent]
-    number = f"{value:.0f}" if exponent == 0 else f"{value:.1f}".removesuffix(".0")
-    return f"{number} {unit}"
 
 
 # ---------------------------------------------------------------------------------------------
