@@ -31,9 +31,9 @@ import dbbench_data  # noqa: E402
 from timing import timed  # noqa: E402
 
 from raysight import registry  # noqa: E402
-from raysight.executor import Executor, Partitions, RunContext  # noqa: E402
-from raysight.jobs import load_spec  # noqa: E402
-from raysight.pipeline import (  # noqa: E402
+from raysight.engine.executor import Executor, Partitions, RunContext  # noqa: E402
+from raysight.engine.workflow import Step, Task  # noqa: E402
+from raysight.job.pipeline import (  # noqa: E402
     _analyze_combine,
     _analyze_finish,
     _analyze_partial,
@@ -41,8 +41,8 @@ from raysight.pipeline import (  # noqa: E402
     _analyze_shard,
     _analyze_whole,
 )
+from raysight.job.spec import load_spec  # noqa: E402
 from raysight.tables import register_arrow_serializer  # noqa: E402
-from raysight.workflow import Step, Task  # noqa: E402
 
 POLARS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "q01": lambda x: x.group_by("id1").agg(pl.col("v1").sum()),
@@ -64,7 +64,7 @@ POLARS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
 
 
 def plan_for(kernel: object, partitions: int, shards: int) -> Step:
-    """The analyze step of a job (as raysight.pipeline plans it) for this many partitions."""
+    """The analyze step of a job (as raysight.job.pipeline plans it) for this many partitions."""
     if partitions == 1:
         return Task(partial(_analyze_whole, kernel=kernel), "analyze")
     if kernel.shuffle_keys():  # type: ignore[attr-defined]

@@ -19,9 +19,9 @@ from pathlib import Path
 import ray
 from timing import best_of
 
-from raysight.checkpoint import CheckpointStore
-from raysight.executor import Executor, RunContext, fetch
-from raysight.workflow import Sequence, parallel, step
+from raysight.engine.checkpoint import CheckpointStore
+from raysight.engine.executor import Executor, RunContext, fetch
+from raysight.engine.workflow import Sequence, parallel, step
 
 
 def noop(x=None):

@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 import generate_data  # noqa: E402
 
-from raysight.jobs import parse_spec  # noqa: E402
-from raysight.pipeline import AnalysisJob  # noqa: E402
+from raysight.job.pipeline import AnalysisJob  # noqa: E402
+from raysight.job.spec import parse_spec  # noqa: E402
 
 KEYS = ["product_category", "region"]
 

@@ -85,23 +85,23 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "schema":
-            from raysight.jobs import json_schema
+            from raysight.job.spec import json_schema
 
             print(json.dumps(json_schema(), indent=2))
             return EXIT_OK
         if args.command == "inspect":
             return _inspect(args)
         if args.command == "resume":
-            from raysight.pipeline import AnalysisJob
+            from raysight.job.pipeline import AnalysisJob
 
             return _run(AnalysisJob.resume(args.job_id, args.run_dir, args.overrides), args)
-        from raysight.jobs import load_spec
+        from raysight.job.spec import load_spec
 
         spec = load_spec(args.spec, args.overrides)
         if args.command == "validate":
             print(f"{args.spec}: valid ({spec.analysis.type} job, source {spec.source.type})")
             return EXIT_OK
-        from raysight.pipeline import AnalysisJob
+        from raysight.job.pipeline import AnalysisJob
 
         return _run(AnalysisJob(spec, run_dir=args.run_dir), args)
     except InputError as err:
@@ -140,8 +140,8 @@ def _run(job: Any, args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from raysight.rundir import run_state
-    from raysight.visualize import inspect_text, write_debug_views
+    from raysight.debug.inspect import inspect_text, write_debug_views
+    from raysight.job.rundir import run_state
 
     run_dir = Path(os.path.abspath(args.run_dir)) / args.job_id
     if not run_dir.is_dir():
@@ -153,8 +153,8 @@ def _inspect(args: argparse.Namespace) -> int:
         plan = None
         spec_file = run_dir / "spec.json"
         if spec_file.exists():  # the plan is rebuilt from the spec the job ran with
-            from raysight.jobs import parse_spec
-            from raysight.pipeline import AnalysisJob
+            from raysight.job.pipeline import AnalysisJob
+            from raysight.job.spec import parse_spec
 
             spec = parse_spec(json.loads(spec_file.read_text(encoding="utf-8")), str(spec_file))
             plan = AnalysisJob(spec, run_dir=args.run_dir, job_id=args.job_id).workflow()

@@ -9,7 +9,7 @@ import pytest
 import ray
 from conftest import FakeClock
 
-from raysight.circuit_breaker import (
+from raysight.engine.breaker import (
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,

@@ -35,7 +35,7 @@ from raysight.analyses.custom import (
     TextFrequency,
 )
 from raysight.errors import InputError
-from raysight.jobs import SpecError, parse_spec
+from raysight.job.spec import SpecError, parse_spec
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

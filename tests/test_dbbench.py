@@ -30,7 +30,7 @@ from compare import assert_frames_match
 from conftest import EXAMPLES, REPO_ROOT
 
 from raysight.analyses.aggregation import Aggregation
-from raysight.jobs import load_spec
+from raysight.job.spec import load_spec
 from raysight.registry import analyses
 
 DATA = EXAMPLES / "data" / "dbbench_G1_1e5_1e2_0_0.parquet"

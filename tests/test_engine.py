@@ -8,6 +8,11 @@ import pytest
 import ray
 from conftest import job_tasks
 
+from raysight.engine.events import EventLog, Observers
+from raysight.engine.executor import Executor, Fault, Partitions, RunContext, fetch
+from raysight.engine.resources import node_resources
+from raysight.engine.retry import Fixed, RetryPolicy
+from raysight.engine.workflow import Pass, branch, parallel, step
 from raysight.errors import (
     Cancelled,
     PermanentError,
@@ -15,11 +20,6 @@ from raysight.errors import (
     StepTimeout,
     TransientError,
 )
-from raysight.events import EventLog, Observers
-from raysight.executor import Executor, Fault, Partitions, RunContext, fetch
-from raysight.resources import node_resources
-from raysight.retry import Fixed, RetryPolicy
-from raysight.workflow import Pass, branch, parallel, step
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -12,8 +12,8 @@ import pytest
 from conftest import EXAMPLES, REPO_ROOT
 
 from raysight import registry
-from raysight.jobs import load_spec
-from raysight.pipeline import AnalysisJob
+from raysight.job.pipeline import AnalysisJob
+from raysight.job.spec import load_spec
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -18,14 +18,14 @@ import pytest
 import yaml
 from conftest import EXAMPLES, REPO_ROOT, state_address
 
-from raysight.checkpoint import CheckpointStore
+from raysight.engine.checkpoint import CheckpointStore
+from raysight.engine.events import EventLog, Observers
+from raysight.engine.executor import Executor, Fault, RunContext, fetch
+from raysight.engine.retry import Fixed, RetryPolicy
+from raysight.engine.workflow import step
 from raysight.errors import PermanentError, StepTimeout
-from raysight.events import EventLog, Observers
-from raysight.executor import Executor, Fault, RunContext, fetch
-from raysight.jobs import parse_spec
-from raysight.pipeline import AnalysisJob
-from raysight.retry import Fixed, RetryPolicy
-from raysight.workflow import step
+from raysight.job.pipeline import AnalysisJob
+from raysight.job.spec import parse_spec
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -439,7 +439,7 @@ def test_the_seed_v2_job_json_is_migrated():
 
 
 def test_a_spec_newer_than_raysight_is_refused():
-    from raysight.jobs import SpecError
+    from raysight.job.spec import SpecError
 
     with pytest.raises(SpecError, match="newer than this raysight"):
         parse_spec({"version": 9, "source": {"type": "file", "path": "x.csv"},

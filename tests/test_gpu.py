@@ -8,8 +8,8 @@ import time
 import pytest
 import ray
 
-from raysight.executor import Executor, RunContext, fetch
-from raysight.workflow import parallel, step
+from raysight.engine.executor import Executor, RunContext, fetch
+from raysight.engine.workflow import parallel, step
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("ray_session")]
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from raysight.circuit_breaker import CircuitBreakerConfig, CircuitOpenError, breaker
+from raysight.engine.breaker import CircuitBreakerConfig, CircuitOpenError, breaker
+from raysight.engine.events import EventLog, Observers
+from raysight.engine.executor import Executor, RunContext, fetch
+from raysight.engine.retry import Fixed, RetryPolicy
+from raysight.engine.workflow import parallel, step
 from raysight.errors import TransientError
-from raysight.events import EventLog, Observers
-from raysight.executor import Executor, RunContext, fetch
-from raysight.retry import Fixed, RetryPolicy
-from raysight.workflow import parallel, step
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

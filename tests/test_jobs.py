@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import EXAMPLES
 
-from raysight.jobs import (
+from raysight.job.spec import (
     SpecError,
     apply_override,
     json_schema,

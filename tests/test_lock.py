@@ -13,8 +13,7 @@ import pytest
 import ray
 from conftest import FakeClock
 
-from raysight.errors import InconsistentState, TransientError
-from raysight.lock import (
+from raysight.engine.lock import (
     LockLost,
     LockManager,
     LockTimeout,
@@ -24,6 +23,7 @@ from raysight.lock import (
     distributed_lock,
     lock_manager,
 )
+from raysight.errors import InconsistentState, TransientError
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import pytest
 import ray
 from conftest import EXAMPLES
 
-from raysight.jobs import parse_spec
-from raysight.observability import OtelObserver
-from raysight.pipeline import AnalysisJob
+from raysight.engine.observability import OtelObserver
+from raysight.job.pipeline import AnalysisJob
+from raysight.job.spec import parse_spec
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

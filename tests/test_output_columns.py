@@ -10,7 +10,7 @@ from conftest import EXAMPLES
 from test_cli import cli, write_spec
 
 from raysight import registry
-from raysight.jobs import SpecError, parse_spec
+from raysight.job.spec import SpecError, parse_spec
 
 SALES = pl.read_csv(EXAMPLES / "data" / "sales.csv", try_parse_dates=False)
 SOURCE = {"type": "file", "path": str(EXAMPLES / "data" / "sales.csv")}

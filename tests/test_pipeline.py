@@ -13,8 +13,8 @@ import pytest
 from conftest import EXAMPLES, job_tasks, state_address
 from polars.testing import assert_frame_equal
 
-from raysight.jobs import load_spec, parse_spec
-from raysight.pipeline import AnalysisJob
+from raysight.job.pipeline import AnalysisJob
+from raysight.job.spec import load_spec, parse_spec
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 

@@ -13,8 +13,8 @@ from polars.testing import assert_frame_equal
 
 from raysight import registry
 from raysight.connectors.files import FileConnector
-from raysight.jobs import parse_spec
-from raysight.pipeline import AnalysisJob
+from raysight.job.pipeline import AnalysisJob
+from raysight.job.spec import parse_spec
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -105,7 +105,7 @@ def test_holistic_metrics_shuffle_rows_by_key_across_ray_tasks(tmp_path):
 def test_db_benchmark_questions_through_the_pipeline_equal_duckdb(tmp_path):
     import duckdb
 
-    from raysight.jobs import load_spec
+    from raysight.job.spec import load_spec
 
     data = EXAMPLES / "data" / "dbbench_G1_1e5_1e2_0_0.parquet"
     x = pl.read_parquet(data)

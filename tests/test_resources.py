@@ -8,8 +8,8 @@ import pytest
 import ray
 from test_cli import cli, write_spec
 
+from raysight.engine.resources import Resources, format_bytes, parse_bytes
 from raysight.errors import ResourceExhausted
-from raysight.resources import Resources, format_bytes, parse_bytes
 
 GiB = 2**30
 NODE = {"CPU": 2.0, "memory": 16 * GiB, "object_store_memory": 4 * GiB}

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
+from raysight.engine.retry import Exponential, Fixed, Linear, RetryPolicy
 from raysight.errors import PermanentError, StepTimeout, TransientError
-from raysight.retry import Exponential, Fixed, Linear, RetryPolicy
 
 
 def test_exponential_without_jitter_doubles_from_one_second_up_to_the_cap():

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from raysight.errors import InputError
-from raysight.rundir import LOCK_FILE, driver_alive, driver_lock, read_events, run_state
+from raysight.job.rundir import LOCK_FILE, driver_alive, driver_lock, read_events, run_state
 
 
 def event(kind, step=None, **data):
@@ -36,7 +36,8 @@ def test_a_second_driver_of_the_same_job_is_refused_with_the_first_ones_pid(tmp_
 
 def test_the_lock_of_a_killed_process_is_released(tmp_path):
     job_dir = tmp_path / "j"
-    code = ("import sys, os; from pathlib import Path; from raysight.rundir import driver_lock\n"
+    code = ("import sys, os; from pathlib import Path\n"
+            "from raysight.job.rundir import driver_lock\n"
             f"with driver_lock(Path({str(job_dir)!r})): os._exit(9)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 9
     assert (job_dir / LOCK_FILE).exists() and not driver_alive(job_dir)

@@ -12,12 +12,7 @@ from collections import Counter
 
 import pytest
 
-from raysight.errors import PermanentError
-from raysight.executor import Executor, Fault, RunContext, fetch
-from raysight.pipeline import JobResult
-from raysight.retry import Fixed, RetryPolicy
-from raysight.trace import StepRecord, TraceInfo
-from raysight.visualize import (
+from raysight.debug.inspect import (
     STATE_COLORS,
     dag_figure,
     inspect_text,
@@ -27,7 +22,12 @@ from raysight.visualize import (
     to_mermaid,
     write_debug_views,
 )
-from raysight.workflow import Pass, branch, parallel, step, tasks
+from raysight.engine.executor import Executor, Fault, RunContext, fetch
+from raysight.engine.retry import Fixed, RetryPolicy
+from raysight.engine.trace import StepRecord, TraceInfo
+from raysight.engine.workflow import Pass, branch, parallel, step, tasks
+from raysight.errors import PermanentError
+from raysight.job.pipeline import JobResult
 
 FAST = RetryPolicy(max_retries=2, backoff=Fixed(0.01))
 MERMAID_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -457,8 +457,8 @@ def test_write_debug_views_escapes_the_job_id(tmp_path):
 def test_the_pipeline_dag_labels_each_when_with_its_condition_to_run():
     from conftest import EXAMPLES
 
-    from raysight.jobs import parse_spec
-    from raysight.pipeline import AnalysisJob
+    from raysight.job.pipeline import AnalysisJob
+    from raysight.job.spec import parse_spec
 
     spec = parse_spec({"source": {"type": "file", "path": str(EXAMPLES / "data" / "sales.csv")},
                        "analysis": {"type": "descriptive"}})

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from raysight.events import Event
+from raysight.engine.events import Event
 
 _TAGS = ("job_id", "step")
 _DURATION_BOUNDARIES = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800]

@@ -2,7 +2,7 @@
 
 A spec is loaded from YAML or JSON (or built in Python), validated strictly (unknown keys are
 rejected, every error names the field path), and turned into a workflow by
-:mod:`raysight.pipeline`. ``raysight schema`` prints the JSON Schema.
+:mod:`raysight.job.pipeline`. ``raysight schema`` prints the JSON Schema.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from raysight import registry
+from raysight.engine.resources import parse_bytes
 from raysight.errors import InputError
-from raysight.resources import parse_bytes
 
 SPEC_VERSION = 1
 PIPELINE_STEPS = ("load", "preprocess", "analyze", "results", "notify", "complete")

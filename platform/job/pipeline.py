@@ -28,25 +28,33 @@ import pyarrow as pa
 import ray
 
 from raysight import registry
-from raysight.checkpoint import CheckpointStore
+from raysight.engine.checkpoint import CheckpointStore
+from raysight.engine.events import EventLog, JsonlObserver, Observers
+from raysight.engine.executor import (
+    Executor,
+    Fault,
+    Partitions,
+    RunContext,
+    StepOutcome,
+    classify,
+    fetch,
+)
+from raysight.engine.observability import AuditLog, MetricsObserver, otel_observer
+from raysight.engine.resources import Resources, node_resources
+from raysight.engine.retry import Exponential, RetryPolicy
+from raysight.engine.workflow import Pass, Step, Task, branch, parallel, tasks
 from raysight.errors import Cancelled, InputError, TransientError, WorkflowError
-from raysight.events import EventLog, JsonlObserver, Observers
-from raysight.executor import Executor, Fault, Partitions, RunContext, StepOutcome, classify, fetch
-from raysight.jobs import (
+from raysight.job.messages import render
+from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
+from raysight.job.spec import (
     DEFAULT_STEP_RETRIES,
     apply_override,
     export_path,
     parse_spec,
     render_job_id,
 )
-from raysight.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.plugins import AnalysisResult, ReportContext
-from raysight.resources import Resources, node_resources
-from raysight.retry import Exponential, RetryPolicy
-from raysight.rundir import checkpoint_url, driver_identity, driver_lock
 from raysight.tables import conform, portable, to_arrow, unify
-from raysight.templates import render
-from raysight.workflow import Pass, Step, Task, branch, parallel, tasks
 
 log = logging.getLogger(__name__)
 

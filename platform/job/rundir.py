@@ -177,7 +177,7 @@ def _checkpointed(job_dir: Path) -> list[str]:
     with contextlib.suppress(OSError, ValueError, KeyError):
         spec = json.loads((job_dir / "spec.json").read_text(encoding="utf-8"))
         configured = spec["execution"]["checkpoint_url"]
-    from raysight.checkpoint import CheckpointStore
+    from raysight.engine.checkpoint import CheckpointStore
 
     try:
         manifest = CheckpointStore(checkpoint_url(job_dir, configured)).manifest()

@@ -32,10 +32,10 @@ from typing import Any, Literal
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from raysight.resources import Resources, format_bytes
-from raysight.retry import RetryPolicy
-from raysight.trace import TraceInfo
-from raysight.workflow import (
+from raysight.engine.resources import Resources, format_bytes
+from raysight.engine.retry import RetryPolicy
+from raysight.engine.trace import TraceInfo
+from raysight.engine.workflow import (
     Branch,
     Nested,
     Observed,

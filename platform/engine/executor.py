@@ -31,23 +31,11 @@ from ray.exceptions import (
     WorkerCrashedError,
 )
 
-from raysight.checkpoint import CheckpointStore
-from raysight.errors import (
-    Cancelled,
-    PermanentError,
-    PlanError,
-    ResourceExhausted,
-    SerializationError,
-    StepTimeout,
-    TransientError,
-    WorkflowError,
-    root_cause,
-)
-from raysight.events import Event, Observers
-from raysight.retry import RetryPolicy
-from raysight.tables import register_arrow_serializer
-from raysight.trace import StepRecord, TraceInfo
-from raysight.workflow import (
+from raysight.engine.checkpoint import CheckpointStore
+from raysight.engine.events import Event, Observers
+from raysight.engine.retry import RetryPolicy
+from raysight.engine.trace import StepRecord, TraceInfo
+from raysight.engine.workflow import (
     Branch,
     Nested,
     Observed,
@@ -60,7 +48,19 @@ from raysight.workflow import (
     TimeLimited,
     When,
 )
-from raysight.workflow import tasks as tasks_of
+from raysight.engine.workflow import tasks as tasks_of
+from raysight.errors import (
+    Cancelled,
+    PermanentError,
+    PlanError,
+    ResourceExhausted,
+    SerializationError,
+    StepTimeout,
+    TransientError,
+    WorkflowError,
+    root_cause,
+)
+from raysight.tables import register_arrow_serializer
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def _execute(fn: Any, meta: dict[str, Any], args: tuple[Any, ...]) -> tuple[dict
     call_args = _unpack(meta["layout"], args)
     lock = meta.get("lock")
     if lock is not None:
-        from raysight.lock import distributed_lock
+        from raysight.engine.lock import distributed_lock
 
         with distributed_lock(lock.key, lease_s=lock.lease_s, timeout_s=lock.timeout_s) as lease:
             ctx.fencing_token = lease.token
@@ -805,7 +805,7 @@ class Executor:
             task = call.task
             breaker = breakers.get(id(task))
             if breaker is not None and not ray.get(breaker.allow.remote()):
-                from raysight.circuit_breaker import CircuitOpenError
+                from raysight.engine.breaker import CircuitOpenError
 
                 fail(i, CircuitOpenError(
                     f"circuit breaker {task.circuit_breaker!r} is open: step {task.name!r} was "
@@ -861,7 +861,7 @@ class Executor:
             task = calls[i].task
             breaker = breakers.get(id(task))
             if breaker is not None and count:
-                from raysight.circuit_breaker import counts_as_failure
+                from raysight.engine.breaker import counts_as_failure
 
                 if counts_as_failure(err):
                     breaker.record.remote(False)
@@ -959,7 +959,7 @@ class Executor:
         return results  # type: ignore[return-value]
 
     def _breaker(self, name: str) -> Any:
-        from raysight.circuit_breaker import breaker
+        from raysight.engine.breaker import breaker
 
         return breaker(name)
 

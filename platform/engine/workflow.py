@@ -1,6 +1,6 @@
 """Workflows as plans: steps and their combinators.
 
-A workflow is a tree of nodes that an executor (:mod:`raysight.executor`) interprets; each
+A workflow is a tree of nodes that an executor (:mod:`raysight.engine.executor`) interprets; each
 :class:`Task` runs as a Ray task. Data flows from step to step (a step's output is the next
 step's input, as an ObjectRef), never through a shared mutable context.
 
@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from raysight.resources import Resources, parse_bytes
-from raysight.retry import RetryPolicy
+from raysight.engine.resources import Resources, parse_bytes
+from raysight.engine.retry import RetryPolicy
 
 Mode = Literal["apply", "map", "fanout", "driver", "dynamic", "actor", "shard"]
 
@@ -221,7 +221,7 @@ def step(
 ) -> Any:
     """Turn a function into a workflow :class:`Task` whose Ray options come from its resource
     requirements. The function receives the previous step's output as its first argument and,
-    if it has a parameter named ``ctx``, a :class:`raysight.executor.StepContext`."""
+    if it has a parameter named ``ctx``, a :class:`raysight.engine.executor.StepContext`."""
 
     def wrap(f: Callable[..., Any]) -> Task:
         return Task(
