@@ -31,7 +31,8 @@ import dbbench_data  # noqa: E402
 from timing import timed  # noqa: E402
 
 from raysight import registry  # noqa: E402
-from raysight.engine.executor import Executor, Partitions, RunContext  # noqa: E402
+from raysight.engine.context import Partitions, RunContext  # noqa: E402
+from raysight.engine.executor import Executor  # noqa: E402
 from raysight.engine.workflow import Step, Task  # noqa: E402
 from raysight.job.pipeline import (  # noqa: E402
     _analyze_combine,

@@ -20,7 +20,8 @@ import ray
 from timing import best_of
 
 from raysight.engine.checkpoint import CheckpointStore
-from raysight.engine.executor import Executor, RunContext, fetch
+from raysight.engine.context import RunContext
+from raysight.engine.executor import Executor, fetch
 from raysight.engine.workflow import Sequence, parallel, step
 
 

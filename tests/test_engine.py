@@ -8,8 +8,9 @@ import pytest
 import ray
 from conftest import job_tasks
 
+from raysight.engine.context import Fault, Partitions, RunContext
 from raysight.engine.events import EventLog, Observers
-from raysight.engine.executor import Executor, Fault, Partitions, RunContext, fetch
+from raysight.engine.executor import Executor, fetch
 from raysight.engine.resources import node_resources
 from raysight.engine.retry import Fixed, RetryPolicy
 from raysight.engine.workflow import Pass, branch, parallel, step

@@ -8,7 +8,7 @@ import pytest
 import ray
 
 from raysight import errors
-from raysight.engine.executor import classify
+from raysight.engine.failures import classify
 
 ALL = [errors.TransientError, errors.PermanentError, errors.InputError, errors.StepTimeout,
        errors.ResourceExhausted, errors.DependencyFailure, errors.ConditionNotMet,
@@ -72,7 +72,8 @@ def test_an_unknown_plugin_names_its_kind_lists_the_known_ones_and_suggests_one(
 
 
 def test_a_mapped_step_without_input_is_a_plan_error_not_the_users_input(ray_session):
-    from raysight.engine.executor import Executor, RunContext
+    from raysight.engine.context import RunContext
+    from raysight.engine.executor import Executor
     from raysight.engine.workflow import step
 
     @step(mode="map")

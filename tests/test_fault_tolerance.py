@@ -19,8 +19,9 @@ import yaml
 from conftest import EXAMPLES, REPO_ROOT, state_address
 
 from raysight.engine.checkpoint import CheckpointStore
+from raysight.engine.context import Fault, RunContext
 from raysight.engine.events import EventLog, Observers
-from raysight.engine.executor import Executor, Fault, RunContext, fetch
+from raysight.engine.executor import Executor, fetch
 from raysight.engine.retry import Fixed, RetryPolicy
 from raysight.engine.workflow import step
 from raysight.errors import PermanentError, StepTimeout
@@ -127,7 +128,7 @@ def test_an_actor_step_over_its_timeout_is_cancelled_by_killing_its_actor():
     time.sleep(1.0)
     alive = [a for a in list_actors(address=state_address(), filters=[("state", "=", "ALIVE")],
                                     raise_on_missing_output=False)
-             if a.class_name == "_StepActor"]
+             if a.class_name == "StepActor"]
     assert alive == []
 
 

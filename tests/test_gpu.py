@@ -8,7 +8,8 @@ import time
 import pytest
 import ray
 
-from raysight.engine.executor import Executor, RunContext, fetch
+from raysight.engine.context import RunContext
+from raysight.engine.executor import Executor, fetch
 from raysight.engine.workflow import parallel, step
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("ray_session")]

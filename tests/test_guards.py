@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from raysight.engine.breaker import CircuitBreakerConfig, CircuitOpenError, breaker
+from raysight.engine.context import RunContext
 from raysight.engine.events import EventLog, Observers
-from raysight.engine.executor import Executor, RunContext, fetch
+from raysight.engine.executor import Executor, fetch
 from raysight.engine.retry import Fixed, RetryPolicy
 from raysight.engine.workflow import parallel, step
 from raysight.errors import TransientError

@@ -22,7 +22,8 @@ from raysight.debug.inspect import (
     to_mermaid,
     write_debug_views,
 )
-from raysight.engine.executor import Executor, Fault, RunContext, fetch
+from raysight.engine.context import Fault, RunContext
+from raysight.engine.executor import Executor, fetch
 from raysight.engine.retry import Fixed, RetryPolicy
 from raysight.engine.trace import StepRecord, TraceInfo
 from raysight.engine.workflow import Pass, branch, parallel, step, tasks

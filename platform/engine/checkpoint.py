@@ -26,7 +26,8 @@ import pyarrow as pa
 
 from raysight.errors import InconsistentState, SerializationError
 
-FORMAT_VERSION = 1
+#: 2: step reports are TaskReport dataclasses (1: dicts)
+FORMAT_VERSION = 2
 MANIFEST = "manifest.jsonl"
 
 
@@ -138,7 +139,7 @@ class CheckpointStore:
         return None
 
     def commit(self, key: str, step: str, parts: list[dict[str, Any]],
-               reports: list[dict[str, Any]]) -> None:
+               reports: list[Any]) -> None:
         """Record a completed step (its partition files are already in place) by appending
         one line to the manifest; the step's reports travel inside it."""
         manifest = self.manifest()
@@ -157,5 +158,5 @@ class CheckpointStore:
         self._header_written = True
         manifest["steps"][key] = record
 
-    def reports(self, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    def reports(self, entry: dict[str, Any]) -> list[Any]:
         return pickle.loads(base64.b64decode(entry["reports"]))  # noqa: S301 - our own file

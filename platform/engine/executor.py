@@ -1,9 +1,11 @@
 """Runs workflow plans on Ray: tasks, retries with backoff, timeouts that cancel, fail-fast.
 
-Every task returns two objects: a small report (timings, worker, rows, attributes) that the
-driver reads, and the step's output, which stays in Ray's object store and is passed to the
-next step as an ObjectRef. Each Ray task is named ``<job_id>/<step>`` so the Ray dashboard and
-``ray.util.state`` show which job and step it belongs to.
+Every task returns two objects: a small :class:`~raysight.engine.context.TaskReport` (timings,
+worker, rows, attributes) that the driver reads, and the step's output, which stays in Ray's
+object store and is passed to the next step as an ObjectRef. Each Ray task is named
+``<job_id>/<step>`` so the Ray dashboard and ``ray.util.state`` show which job and step it
+belongs to. Every failed attempt, wherever it ran, goes through one decision
+(:meth:`Executor._attempt_failed`): record it, then retry after the policy's delay or raise.
 """
 
 from __future__ import annotations
@@ -14,27 +16,29 @@ import inspect
 import logging
 import os
 import random
-import threading
 import time
-import traceback
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.exceptions import (
-    GetTimeoutError,
-    NodeDiedError,
-    ObjectLostError,
-    OutOfMemoryError,
-    TaskCancelledError,
-    WorkerCrashedError,
-)
+from ray.exceptions import GetTimeoutError
 
-from raysight.engine.checkpoint import CheckpointStore
-from raysight.engine.events import Event, Observers
+from raysight.engine.context import (
+    NOTHING,
+    CheckpointTarget,
+    Partitions,
+    RunContext,
+    StepContext,
+    StepOutcome,
+    TaskPayload,
+    TaskReport,
+)
+from raysight.engine.events import Observers
+from raysight.engine.failures import classify
 from raysight.engine.retry import RetryPolicy
-from raysight.engine.trace import StepRecord, TraceInfo
+from raysight.engine.trace import StepRecord
+from raysight.engine.worker import StepActor, compensate, pack, restore_partition, run_attempt
 from raysight.engine.workflow import (
     Branch,
     Nested,
@@ -53,310 +57,13 @@ from raysight.errors import (
     Cancelled,
     PermanentError,
     PlanError,
-    ResourceExhausted,
-    SerializationError,
     StepTimeout,
-    TransientError,
     WorkflowError,
-    root_cause,
 )
 from raysight.tables import register_arrow_serializer
 
 log = logging.getLogger(__name__)
 
-
-class _Nothing:
-    def __repr__(self) -> str:
-        return "NOTHING"
-
-
-#: the input of a workflow's first step when the workflow is run without input
-NOTHING: Any = _Nothing()
-
-
-@dataclass
-class Partitions:
-    """A partitioned value: one ObjectRef (or small inline value) per partition, plus each
-    partition's task report (rows, bytes, schema...)."""
-
-    items: list[Any]
-    reports: list[dict[str, Any]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    @property
-    def rows(self) -> int:
-        return sum(r.get("rows") or 0 for r in self.reports)
-
-
-@dataclass(frozen=True)
-class Fault:
-    """An injected failure for tests and chaos drills: the step raises (or sleeps) on its
-    first ``times`` attempts. ``partition`` restricts it to one partition of a mapped step."""
-
-    step: str
-    error: str = "transient"  # transient | permanent | delay | crash
-    times: int = 1
-    delay_s: float = 0.0
-    partition: int | None = None
-
-
-@dataclass
-class StepContext:
-    """What a step function sees about its run (pass a parameter named ``ctx`` to get it)."""
-
-    job_id: str
-    step: str
-    attempt: int
-    partition: int | None
-    params: dict[str, Any]
-    attributes: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    #: the fencing token of the distributed lock held for this attempt (``with_lock``)
-    fencing_token: int | None = None
-
-    @property
-    def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        return logging.LoggerAdapter(
-            logging.getLogger("raysight.step"), {"job_id": self.job_id, "step": self.step}
-        )
-
-    def set_attribute(self, key: str, value: Any) -> None:
-        self.attributes[key] = str(value)
-
-    def add_metric(self, key: str, value: float) -> None:
-        self.metrics[key] = float(value)
-
-
-@dataclass
-class RunContext:
-    """Driver-side state of one run: ids, parameters, trace, observers, deadline, metrics."""
-
-    job_id: str
-    params: dict[str, Any] = field(default_factory=dict)
-    trace: TraceInfo = field(default_factory=TraceInfo)
-    observers: Observers = field(default_factory=Observers)
-    deadline: float | None = None  # time.monotonic() value
-    faults: tuple[Fault, ...] = ()
-    metrics: dict[str, float] = field(default_factory=dict)
-    state: dict[str, Any] = field(default_factory=dict)
-    cancel_events: tuple[threading.Event, ...] = field(default_factory=lambda: (threading.Event(),))
-    #: where step outputs are persisted; a store with a manifest resumes the run
-    checkpoints: CheckpointStore | None = None
-    #: stable per-plan keys of tasks (their position in the plan), for checkpoints
-    task_keys: dict[int, str] = field(default_factory=dict)
-    #: completed steps with a compensation, oldest first (saga)
-    completed: list[tuple[Task, Any]] = field(default_factory=list)
-    #: True while the hooks of a step restored from its checkpoint run: the events they emit
-    #: again (``data_loaded`` after a resume) carry ``restored: true``
-    replaying: bool = False
-
-    def key_of(self, task: Task) -> str:
-        return self.task_keys.get(id(task), task.name)
-
-    def emit(self, event_type: str, step: str | None = None, **data: Any) -> None:
-        if self.replaying:
-            data["restored"] = True
-        self.observers.on_event(Event(event_type, self.job_id, step, data))
-
-    @property
-    def cancelled(self) -> bool:
-        return any(e.is_set() for e in self.cancel_events)
-
-    def cancel(self) -> None:
-        """Cancel the run: running tasks are cancelled, nothing new starts."""
-        self.cancel_events[-1].set()
-
-    def fork(self, **changes: Any) -> RunContext:
-        """A context for a branch: shares trace, observers and state; cancellable on its own."""
-        changes.setdefault("cancel_events", self.cancel_events + (threading.Event(),))
-        return replace(self, **changes)
-
-    def remaining_s(self) -> float | None:
-        return None if self.deadline is None else self.deadline - time.monotonic()
-
-
-@dataclass
-class StepOutcome:
-    """What a finished step produced: its reports and its output (refs, not data)."""
-
-    step: str
-    reports: list[dict[str, Any]]
-    output: Any
-    duration_s: float
-
-
-# ---------------------------------------------------------------------------------------------
-# Worker side
-
-
-@ray.remote(num_returns=2)
-def _run_task(fn: Any, meta: dict[str, Any], *args: Any) -> tuple[dict[str, Any], Any]:
-    """Runs one attempt of one step in a Ray worker; returns (report, output)."""
-    return _execute(fn, meta, args)
-
-
-@ray.remote
-class _StepActor:
-    """Runs the calls of an actor-mode step; a class is instantiated once per actor (load a
-    model, open a connection), a function is called as it is."""
-
-    def __init__(self, fn: Any) -> None:
-        self.fn = fn() if isinstance(fn, type) else fn
-
-    @ray.method(num_returns=2)
-    def run(self, meta: dict[str, Any], *args: Any) -> tuple[dict[str, Any], Any]:
-        return _execute(self.fn, meta, args)
-
-
-@ray.remote
-def _restore_task(store: Any, part: dict[str, Any]) -> Any:
-    """Loads one checkpointed partition into the object store."""
-    register_arrow_serializer()
-    return store.read(part)
-
-
-@ray.remote
-def _compensate_task(fn: Any, meta: dict[str, Any], output: Any) -> None:
-    ctx = StepContext(meta["job_id"], meta["step"], 1, None, meta["params"])
-    if "ctx" in inspect.signature(fn).parameters:
-        fn(output, ctx=ctx)
-    else:
-        fn(output)
-
-
-def _execute(fn: Any, meta: dict[str, Any], args: tuple[Any, ...]) -> tuple[dict[str, Any], Any]:
-    started = time.time()
-    register_arrow_serializer()
-    ctx = StepContext(meta["job_id"], meta["step"], meta["attempt"], meta["partition"],
-                      meta["params"])
-    _inject_faults(meta, ctx)
-    call_args = _unpack(meta["layout"], args)
-    lock = meta.get("lock")
-    if lock is not None:
-        from raysight.engine.lock import distributed_lock
-
-        with distributed_lock(lock.key, lease_s=lock.lease_s, timeout_s=lock.timeout_s) as lease:
-            ctx.fencing_token = lease.token
-            output = fn(*call_args, ctx=ctx) if meta["wants_ctx"] else fn(*call_args)
-    else:
-        output = fn(*call_args, ctx=ctx) if meta["wants_ctx"] else fn(*call_args)
-    report = _report(meta, ctx, started, output)
-    if meta["mode"] == "fanout":
-        report["items"] = list(output)
-        output = None
-    elif meta["mode"] == "dynamic":
-        report["plan"] = output
-        output = None
-    elif meta["mode"] == "shard":
-        shards = list(output)
-        if len(shards) != meta["shards"]:
-            raise PermanentError(f"step {ctx.step!r} returned {len(shards)} shards, expected "
-                                 f"{meta['shards']}", step=ctx.step)
-        return (report, *shards)  # type: ignore[return-value]
-    checkpoint = meta.get("checkpoint")
-    if checkpoint is not None:
-        report["checkpoint"] = checkpoint["store"].write(checkpoint["key"],
-                                                         ctx.partition or 0, output)
-    return report, output
-
-
-def _inject_faults(meta: dict[str, Any], ctx: StepContext) -> None:
-    for fault in meta["faults"]:
-        if fault.step != ctx.step or ctx.attempt > fault.times:
-            continue
-        if fault.partition is not None and fault.partition != ctx.partition:
-            continue
-        if fault.error == "transient":
-            raise TransientError(f"injected transient fault in {ctx.step} (attempt {ctx.attempt})")
-        if fault.error == "permanent":
-            raise PermanentError(f"injected permanent fault in {ctx.step}")
-        if fault.error == "delay":
-            time.sleep(fault.delay_s)
-        if fault.error == "crash":
-            os._exit(1)
-
-
-def _report(meta: dict[str, Any], ctx: StepContext, started: float, output: Any) -> dict[str, Any]:
-    rows = nbytes = None
-    schema = None
-    table = getattr(output, "table", output)  # AnalysisResult carries a table
-    if hasattr(table, "num_rows") and hasattr(table, "schema"):
-        rows, nbytes, schema = table.num_rows, table.nbytes, table.schema
-    runtime = ray.get_runtime_context()
-    return {
-        "step": ctx.step,
-        "attempt": ctx.attempt,
-        "partition": ctx.partition,
-        "started_at": started,
-        "ended_at": time.time(),
-        "worker_pid": os.getpid(),
-        "node_id": runtime.get_node_id(),
-        "task_id": runtime.get_task_id(),
-        "rows": rows,
-        "bytes": nbytes,
-        "schema": schema,
-        "attributes": ctx.attributes,
-        "metrics": ctx.metrics,
-    }
-
-
-def _pack(value: Any) -> tuple[list[Any], list[Any]]:
-    """Flatten a step input into top-level task args (so Ray resolves every ObjectRef in the
-    worker) plus a layout that tells the worker how to regroup them."""
-    if value is NOTHING:
-        return [], []
-    if isinstance(value, tuple):
-        args: list[Any] = []
-        layout: list[Any] = []
-        for element in value:
-            a, sub = _pack(element)
-            args += a
-            layout += sub
-        return args, layout
-    if isinstance(value, Partitions):
-        return list(value.items), [len(value.items)]
-    return [value], [None]
-
-
-def _unpack(layout: list[Any], args: tuple[Any, ...]) -> list[Any]:
-    out: list[Any] = []
-    pos = 0
-    for entry in layout:
-        if entry is None:
-            out.append(args[pos])
-            pos += 1
-        else:
-            out.append(list(args[pos : pos + entry]))
-            pos += entry
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Driver side
-
-
-def classify(exc: BaseException, step: str) -> WorkflowError:
-    """Map whatever a task raised (through Ray's wrappers) onto the error taxonomy."""
-    cause = root_cause(exc)
-    if isinstance(cause, WorkflowError):
-        return cause
-    if isinstance(exc, TaskCancelledError) or isinstance(cause, TaskCancelledError):
-        return Cancelled(f"step {step!r} was cancelled", step=step)
-    if isinstance(exc, OutOfMemoryError):
-        return ResourceExhausted(f"step {step!r} ran out of memory: {exc}", step=step)
-    if isinstance(exc, (WorkerCrashedError, NodeDiedError, ObjectLostError)):
-        return TransientError(f"step {step!r} lost its worker: {type(exc).__name__}", step=step)
-    if isinstance(exc, GetTimeoutError):
-        return StepTimeout(f"step {step!r} timed out waiting for a result", step=step)
-    if isinstance(cause, (TypeError, AttributeError)) and "pickle" in str(cause).lower():
-        return SerializationError(f"step {step!r}: {cause}", step=step)
-    # a task's own traceback travels as text in Ray's wrapper; a local one is formatted
-    detail = getattr(exc, "traceback_str", "") or (
-        "".join(traceback.format_exception(cause)) if isinstance(cause, BaseException) else "")
-    return PermanentError(f"step {step!r} failed: {type(cause).__name__}: {cause}",
-                          step=step, traceback=detail[-4000:])
 
 
 class Executor:
@@ -500,7 +207,7 @@ class Executor:
             outcome = _outcome(task, [result], ctx)
             outcome.duration_s = time.monotonic() - started
             if ctx.checkpoints is not None and task.checkpoint:
-                parts = [r["checkpoint"] for r in outcome.reports if "checkpoint" in r]
+                parts = [r.checkpoint for r in outcome.reports if r.checkpoint is not None]
                 ctx.checkpoints.commit(ctx.key_of(task), task.name, parts, outcome.reports)
             ctx.emit("step_succeeded", task.name, duration_s=round(outcome.duration_s, 6),
                      tasks=1, rows=_sum_rows(outcome.reports))
@@ -514,28 +221,22 @@ class Executor:
         output ref as its input, so Ray pipelines them; reports are confirmed in order. A
         failed step cancels the ones after it, is retried under its policy, and the rest of
         the chain is submitted again behind it."""
-        start, attempts, first = 0, [1] * len(chain), time.monotonic()
+        start, first = 0, time.monotonic()
         retries = [0] * len(chain)
         while start < len(chain):
             submitted = []
             current = value
             for k in range(start, len(chain)):
                 task = chain[k]
-                if attempts[k] == 1 and k >= start:
+                if retries[k] == 0:
                     ctx.trace.record_step(task.name)
                     ctx.emit("step_started", task.name, attempt=1, tasks=1,
                              resources=task.resources.ray_options())
                 args = _args_of(task, current)
-                packed, layout = _pack(args if len(args) != 1 else args[0])
-                checkpoint = ctx.checkpoints is not None and task.checkpoint
-                meta = {"job_id": ctx.job_id, "step": task.name, "attempt": attempts[k],
-                        "partition": None, "params": ctx.params, "layout": layout,
-                        "wants_ctx": task.wants_ctx, "mode": task.mode, "faults": ctx.faults,
-                        "lock": task.lock,
-                        "checkpoint": {"store": ctx.checkpoints, "key": ctx.key_of(task)}
-                        if checkpoint else None}
+                packed, layout = pack(args if len(args) != 1 else args[0])
+                payload = _payload(task, ctx, retries[k] + 1, None, layout)
                 report_ref, data_ref = _remote_for(
-                    f"{ctx.job_id}/{task.name}", task).remote(task.fn, meta, *packed)
+                    f"{ctx.job_id}/{task.name}", task).remote(task.fn, payload, *packed)
                 submitted.append((k, report_ref, data_ref, time.time()))
                 current = data_ref
             confirmed_at = time.monotonic()
@@ -550,45 +251,60 @@ class Executor:
                     # worker ("Tried to complete task that was not pending").
                     if isinstance(err, (StepTimeout, Cancelled)):
                         ray.cancel(report_ref, force=True, recursive=True)
-                    policy = task.retry or self.default_retry
-                    retry = policy.should_retry(err, retries[k], time.monotonic() - first)
-                    state = "timed_out" if isinstance(err, StepTimeout) else "failed"
-                    ctx.trace.add(StepRecord(task.name, "retried" if retry else state,
-                                             attempts[k], started_at=t_wall,
-                                             ended_at=time.time(), error=err.to_dict()))
-                    if not retry:
-                        err.details.setdefault("step", task.name)
-                        ctx.emit("step_failed", task.name, attempt=attempts[k],
-                                 error=err.to_dict())
+                    delay = self._attempt_failed(
+                        ctx, task.name, task.retry or self.default_retry, err, retries[k], first,
+                        started_at=t_wall,
+                        state="timed_out" if isinstance(err, StepTimeout) else "failed")
+                    if delay is None:
                         raise
                     retries[k] += 1
-                    attempts[k] += 1
-                    delay = policy.delay(retries[k], self.rng)
-                    ctx.emit("task_retry", task.name, task=task.name, retry_count=retries[k],
-                             max_retries=_jsonable_count(policy.max_retries),
-                             delay=round(delay, 6), error=err.to_dict())
                     self._sleep(delay, ctx)
                     start = k
                     break
-                ctx.trace.add(StepRecord(
-                    task.name, "succeeded", report["attempt"], None,
-                    started_at=report["started_at"], ended_at=report["ended_at"],
-                    worker_pid=report["worker_pid"], node_id=report["node_id"],
-                    task_id=report["task_id"], rows=report["rows"]))
+                ctx.trace.add(_succeeded(report))
                 outcome = _outcome(task, [(report, data_ref)], ctx)
                 outcome.duration_s = time.monotonic() - confirmed_at
                 confirmed_at = time.monotonic()
                 if ctx.checkpoints is not None and task.checkpoint:
                     ctx.checkpoints.commit(ctx.key_of(task), task.name,
-                                           [report["checkpoint"]], [report])
+                                           [report.checkpoint], [report])
                 ctx.emit("step_succeeded", task.name, duration_s=round(outcome.duration_s, 6),
-                         tasks=1, rows=report["rows"])
+                         tasks=1, rows=report.rows)
                 if task.compensate is not None:
                     ctx.completed.append((task, data_ref))
                 value = data_ref
             else:
                 start = len(chain)
         return value
+
+    def _attempt_failed(self, ctx: RunContext, step: str, policy: RetryPolicy,
+                        err: WorkflowError, retries: int, since: float, *,
+                        partition: int | None = None, started_at: float | None = None,
+                        worker_pid: int | None = None, state: str = "failed",
+                        record: bool = True) -> float | None:
+        """One failed attempt of ``step`` (after ``retries`` retries, the first attempt at
+        ``since``): recorded in the trace (unless ``record`` is False: a combinator whose
+        inner steps record their own), then the policy decides. Returns the delay before the
+        next attempt, announced by a ``task_retry`` event, or None when the step fails,
+        announced by ``step_failed``; the caller waits the delay, or raises."""
+        retry = policy.should_retry(err, retries, time.monotonic() - since)
+        if record:
+            now = time.time()
+            ctx.trace.add(StepRecord(step, "retried" if retry else state, retries + 1,
+                                     partition, started_at=now if started_at is None
+                                     else started_at, ended_at=now, worker_pid=worker_pid,
+                                     error=err.to_dict()))
+        where = {} if partition is None else {"partition": partition}
+        if retry:
+            delay = policy.delay(retries + 1, self.rng)
+            ctx.emit("task_retry", step, task=step, **where, retry_count=retries + 1,
+                     max_retries=_jsonable_count(policy.max_retries), delay=round(delay, 6),
+                     error=err.to_dict())
+            return delay
+        err.details.setdefault("step", step)
+        if record:
+            ctx.emit("step_failed", step, **where, attempt=retries + 1, error=err.to_dict())
+        return None
 
     def _await_report(self, ref: Any, task: Task, since: float, ctx: RunContext) -> Any:
         """The report of one call, honouring the step timeout (counted from ``since``, when
@@ -625,13 +341,11 @@ class Executor:
             try:
                 return self._run(node.inner, value, ctx)
             except WorkflowError as err:
-                if not node.policy.should_retry(err, retries, time.monotonic() - started):
+                delay = self._attempt_failed(ctx, node.name, node.policy, err, retries, started,
+                                             record=False)
+                if delay is None:
                     raise
                 retries += 1
-                delay = node.policy.delay(retries, self.rng)
-                ctx.emit("task_retry", node.name, task=node.name, retry_count=retries,
-                         max_retries=_jsonable_count(node.policy.max_retries), delay=delay,
-                         error=err.to_dict())
                 self._sleep(delay, ctx)
 
     def _run_time_limited(self, node: TimeLimited, value: Any, ctx: RunContext) -> Any:
@@ -673,7 +387,7 @@ class Executor:
         else:
             outcome = self._run_remote(task, value, ctx)
             if ctx.checkpoints is not None and task.checkpoint and task.mode != "dynamic":
-                parts = [r["checkpoint"] for r in outcome.reports if "checkpoint" in r]
+                parts = [r.checkpoint for r in outcome.reports if r.checkpoint is not None]
                 ctx.checkpoints.commit(key, task.name, parts, outcome.reports)
         outcome.duration_s = time.monotonic() - started
         if entry is None:
@@ -696,10 +410,9 @@ class Executor:
         assert ctx.checkpoints is not None
         reports = ctx.checkpoints.reports(entry)
         if task.mode == "fanout":
-            items = reports[0]["items"]
-            output: Any = Partitions(items, [{"rows": None}] * len(items))
+            output: Any = Partitions(reports[0].items or [])
         else:
-            load = _restore_task.options(name=f"{ctx.job_id}/{task.name}.restore", num_cpus=0)
+            load = restore_partition.options(name=f"{ctx.job_id}/{task.name}.restore", num_cpus=0)
             refs = [load.remote(ctx.checkpoints, part) for part in entry["parts"]]
             output = Partitions(refs, reports) if task.mode == "map" else refs[0]
         now = time.time()
@@ -710,7 +423,7 @@ class Executor:
 
     def _run_dynamic(self, task: Task, outcome: StepOutcome, value: Any, ctx: RunContext) -> Any:
         """A step that returned more steps: run them (as a nested workflow) on its input."""
-        plan = outcome.reports[0]["plan"]
+        plan = outcome.reports[0].plan
         if isinstance(plan, (list, tuple)):
             plan = Parallel(tuple(plan))
         if not isinstance(plan, Step):
@@ -737,29 +450,18 @@ class Executor:
                 out = task.fn(*args, ctx=sctx) if task.wants_ctx else task.fn(*args)
             except Exception as exc:
                 err = classify(exc, task.name)
-                record = StepRecord(task.name, "failed", retries + 1, started_at=t0,
-                                    ended_at=time.time(), worker_pid=os.getpid(),
-                                    error=err.to_dict())
-                if policy.should_retry(err, retries, time.monotonic() - first):
-                    retries += 1
-                    record.state = "retried"
-                    ctx.trace.add(record)
-                    delay = policy.delay(retries, self.rng)
-                    ctx.emit("task_retry", task.name, task=task.name, retry_count=retries,
-                             max_retries=_jsonable_count(policy.max_retries), delay=delay,
-                             error=err.to_dict())
-                    self._sleep(delay, ctx)
-                    continue
-                ctx.trace.add(record)
-                err.details.setdefault("step", task.name)
-                ctx.emit("step_failed", task.name, error=err.to_dict())
-                raise err from exc
-            report = {"step": task.name, "attempt": retries + 1, "partition": None,
-                      "started_at": t0, "ended_at": time.time(), "worker_pid": os.getpid(),
-                      "attributes": sctx.attributes, "metrics": sctx.metrics}
-            ctx.trace.add(StepRecord(task.name, "succeeded", retries + 1, started_at=t0,
-                                     ended_at=report["ended_at"], worker_pid=os.getpid()))
-            return StepOutcome(task.name, [report], out, 0.0)
+                delay = self._attempt_failed(ctx, task.name, policy, err, retries, first,
+                                             started_at=t0, worker_pid=os.getpid())
+                if delay is None:
+                    raise err from exc
+                retries += 1
+                self._sleep(delay, ctx)
+                continue
+            report = TaskReport(step=task.name, attempt=retries + 1, partition=None,
+                                started_at=t0, ended_at=time.time(), worker_pid=os.getpid(),
+                                attributes=sctx.attributes, metrics=sctx.metrics)
+            ctx.trace.add(_succeeded(report))
+            return StepOutcome(task.name, [report], out)
 
     def _run_remote(self, task: Task, value: Any, ctx: RunContext) -> StepOutcome:
         """Run one step's calls (one per partition for a mapped step) as Ray tasks."""
@@ -776,7 +478,7 @@ class Executor:
         results = self._run_calls(calls, ctx)
         return _outcome(task, results, ctx)
 
-    def _run_calls(self, calls: list[_Call], ctx: RunContext) -> list[tuple[dict[str, Any], Any]]:
+    def _run_calls(self, calls: list[_Call], ctx: RunContext) -> list[tuple[TaskReport, Any]]:
         """Submit calls as Ray tasks, wait with timeouts, retry with backoff, fail fast.
 
         Calls may belong to different tasks (a parallel group of plain steps runs as one
@@ -793,7 +495,7 @@ class Executor:
                     for k, t in steps.items() if t.circuit_breaker}
         n = len(calls)
         retries = [0] * n
-        results: list[tuple[dict[str, Any], Any] | None] = [None] * n
+        results: list[tuple[TaskReport, Any] | None] = [None] * n
         # report ref -> (call index, data ref, submitted at: wall clock, monotonic, actor)
         inflight: dict[Any, tuple[int, Any, float, float, Any]] = {}
         due: list[tuple[float, int]] = [(0.0, i) for i in range(n)]  # calls waiting to start
@@ -812,17 +514,8 @@ class Executor:
                     "not run", breaker=task.circuit_breaker, step=task.name), time.time(),
                     count=False)
                 return
-            packed, layout = _pack(call.args if len(call.args) != 1 else call.args[0])
-            checkpoint = (ctx.checkpoints is not None and task.checkpoint
-                          and task.mode not in ("fanout", "dynamic", "shard"))
-            meta = {
-                "job_id": ctx.job_id, "step": task.name, "attempt": retries[i] + 1,
-                "partition": call.partition, "params": ctx.params, "layout": layout,
-                "wants_ctx": task.wants_ctx, "mode": task.mode, "faults": ctx.faults,
-                "lock": task.lock, "shards": task.shards,
-                "checkpoint": {"store": ctx.checkpoints, "key": ctx.key_of(task)}
-                if checkpoint else None,
-            }
+            packed, layout = pack(call.args if len(call.args) != 1 else call.args[0])
+            payload = _payload(task, ctx, retries[i] + 1, call.partition, layout)
             actor = None
             if pool is not None:
                 actor = pool.take()
@@ -830,15 +523,15 @@ class Executor:
                     heapq.heappush(due, (time.monotonic() + self.poll_s / 5, i))
                     return
                 report_ref, data_ref = actor.run.options(
-                    name=options[id(task)]).remote(meta, *packed)
+                    name=options[id(task)]).remote(payload, *packed)
             else:
                 fn = shared.get(id(task), task.fn)
                 remote = _remote_for(options[id(task)], task)
                 if task.mode == "shard":
-                    refs = remote.remote(fn, meta, *packed)
+                    refs = remote.remote(fn, payload, *packed)
                     report_ref, data_ref = refs[0], refs[1:]
                 else:
-                    report_ref, data_ref = remote.remote(fn, meta, *packed)
+                    report_ref, data_ref = remote.remote(fn, payload, *packed)
             inflight[report_ref] = (i, data_ref, time.time(), time.monotonic(), actor)
 
         def cancel_all() -> None:
@@ -865,23 +558,14 @@ class Executor:
 
                 if counts_as_failure(err):
                     breaker.record.remote(False)
-            policy = task.retry or self.default_retry
-            retry = policy.should_retry(err, retries[i], time.monotonic() - first)
-            ctx.trace.add(StepRecord(task.name, "retried" if retry else state, retries[i] + 1,
-                                     calls[i].partition, started_at=t_wall, ended_at=time.time(),
-                                     error=err.to_dict()))
-            if retry:
+            delay = self._attempt_failed(ctx, task.name, task.retry or self.default_retry, err,
+                                         retries[i], first, partition=calls[i].partition,
+                                         started_at=t_wall, state=state)
+            if delay is not None:
                 retries[i] += 1
-                delay = policy.delay(retries[i], self.rng)
-                ctx.emit("task_retry", task.name, task=task.name, partition=calls[i].partition,
-                         retry_count=retries[i], max_retries=_jsonable_count(policy.max_retries),
-                         delay=round(delay, 6), error=err.to_dict())
                 heapq.heappush(due, (time.monotonic() + delay, i))
                 return
             cancel_all()
-            err.details.setdefault("step", task.name)
-            ctx.emit("step_failed", task.name, partition=calls[i].partition,
-                     attempt=retries[i] + 1, error=err.to_dict())
             raise err
 
         heapq.heapify(due)
@@ -931,11 +615,7 @@ class Executor:
                     if id(task) in breakers:
                         breakers[id(task)].record.remote(True)
                     results[i] = (report, data_ref)
-                    ctx.trace.add(StepRecord(
-                        task.name, "succeeded", report["attempt"], report["partition"],
-                        started_at=report["started_at"], ended_at=report["ended_at"],
-                        worker_pid=report["worker_pid"], node_id=report["node_id"],
-                        task_id=report["task_id"], rows=report["rows"]))
+                    ctx.trace.add(_succeeded(report))
                 if limits:
                     now = time.monotonic()
                     for ref, (i, _, t_wall, t_mono, actor) in list(inflight.items()):
@@ -971,11 +651,10 @@ class Executor:
         while ctx.completed:
             task, output = ctx.completed.pop()
             ctx.emit("compensation_started", task.name)
-            meta = {"job_id": ctx.job_id, "step": f"{task.name}.compensate", "attempt": 1,
-                    "partition": None, "params": ctx.params}
             try:
-                ray.get(_compensate_task.options(name=f"{ctx.job_id}/{task.name}.compensate")
-                        .remote(task.compensate, meta, output))
+                ray.get(compensate.options(name=f"{ctx.job_id}/{task.name}.compensate")
+                        .remote(task.compensate, ctx.job_id, f"{task.name}.compensate",
+                                ctx.params, output))
             except Exception as exc:  # keep undoing the others; report this one
                 err = classify(exc, f"{task.name}.compensate")
                 ctx.emit("compensation_failed", task.name, error=err.to_dict())
@@ -991,7 +670,7 @@ class _ActorPool:
 
     def __init__(self, task: Task, size: int) -> None:
         self.task = task
-        self.factory = _StepActor.options(**task.resources.ray_options())
+        self.factory = StepActor.options(**task.resources.ray_options())
         self.free: list[Any] = [self.factory.remote(task.fn) for _ in range(max(1, size))]
         self.all: list[Any] = list(self.free)
 
@@ -1039,7 +718,7 @@ def _remote_options(name: str, system_retries: int, num_returns: int, num_cpus: 
         opts["memory"] = memory
     if resources:
         opts["resources"] = dict(resources)
-    return _run_task.options(**opts)
+    return run_attempt.options(**opts)
 
 
 def _remote_for(name: str, task: Task) -> Any:
@@ -1065,23 +744,21 @@ def _args_of(task: Task, value: Any) -> tuple[Any, ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
-def _outcome(task: Task, results: list[tuple[dict[str, Any], Any]],
+def _outcome(task: Task, results: list[tuple[TaskReport, Any]],
              ctx: RunContext) -> StepOutcome:
     """A step's outcome from the results of its calls."""
     reports = [r for r, _ in results]
     for report in reports:
         ctx.trace.attributes.update({f"{task.name}.{k}": v
-                                     for k, v in report["attributes"].items()})
+                                     for k, v in report.attributes.items()})
     if task.mode == "shard":
         # shard j of the output holds shard j of every input partition
         output: Any = Partitions([Partitions([d[j] for _, d in results])
-                                  for j in range(task.shards)],
-                                 [{"rows": None} for _ in range(task.shards)])
+                                  for j in range(task.shards)])
     elif task.mode in ("map", "actor"):
         output = Partitions([d for _, d in results], reports)
     elif task.mode == "fanout":
-        items = reports[0]["items"]
-        output = Partitions(items, [{"rows": None} for _ in items])
+        output = Partitions(reports[0].items or [])
     else:
         output = results[0][1]
     return StepOutcome(task.name, reports, output, 0.0)
@@ -1097,7 +774,7 @@ def _split_mapped(task: Task, value: Any) -> tuple[Partitions, tuple[Any, ...]]:
         raise PlanError(f"step {task.name!r} maps over partitions but nothing comes before it: "
                         "start the workflow with a fanout step or pass it an input",
                         step=task.name)
-    return Partitions([value], [{}]), ()
+    return Partitions([value]), ()
 
 
 def _takes_input(task: Task) -> bool:
@@ -1114,13 +791,34 @@ def _positional_params(fn: Any) -> bool:
                and p.name != "ctx" for p in params)
 
 
-def _sum_rows(reports: list[dict[str, Any]]) -> int | None:
-    rows = [r.get("rows") for r in reports]
+def _sum_rows(reports: list[TaskReport]) -> int | None:
+    rows = [r.rows for r in reports]
     return sum(r for r in rows if r is not None) if any(r is not None for r in rows) else None
 
 
 def _jsonable_count(value: float) -> float | int | None:
     return None if value == float("inf") else int(value)
+
+
+def _payload(task: Task, ctx: RunContext, attempt: int, partition: int | None,
+             layout: list[Any]) -> TaskPayload:
+    """The payload of one attempt of ``task`` (with its checkpoint target when persisted)."""
+    persisted = (ctx.checkpoints is not None and task.checkpoint
+                 and task.mode not in ("fanout", "dynamic", "shard"))
+    return TaskPayload(
+        job_id=ctx.job_id, step=task.name, attempt=attempt, partition=partition,
+        params=ctx.params, layout=layout, wants_ctx=task.wants_ctx, mode=task.mode,
+        faults=ctx.faults, lock=task.lock, shards=task.shards,
+        checkpoint=CheckpointTarget(ctx.checkpoints, ctx.key_of(task))  # type: ignore[arg-type]
+        if persisted else None)
+
+
+def _succeeded(report: TaskReport) -> StepRecord:
+    """The trace record of a successful attempt."""
+    return StepRecord(report.step, "succeeded", report.attempt, report.partition,
+                      started_at=report.started_at, ended_at=report.ended_at,
+                      worker_pid=report.worker_pid, node_id=report.node_id,
+                      task_id=report.task_id, rows=report.rows)
 
 
 def fetch(value: Any) -> Any:
@@ -1134,7 +832,4 @@ def fetch(value: Any) -> Any:
     return value
 
 
-__all__ = [
-    "NOTHING", "Executor", "Fault", "Partitions", "RunContext", "StepContext", "StepOutcome",
-    "classify", "fetch",
-]
+__all__ = ["Executor", "fetch"]

@@ -29,16 +29,10 @@ import ray
 
 from raysight import registry
 from raysight.engine.checkpoint import CheckpointStore
+from raysight.engine.context import Fault, RunContext, StepOutcome
 from raysight.engine.events import EventLog, JsonlObserver, Observers
-from raysight.engine.executor import (
-    Executor,
-    Fault,
-    Partitions,
-    RunContext,
-    StepOutcome,
-    classify,
-    fetch,
-)
+from raysight.engine.executor import Executor, fetch
+from raysight.engine.failures import classify
 from raysight.engine.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.engine.resources import Resources, node_resources
 from raysight.engine.retry import Exponential, RetryPolicy
@@ -392,7 +386,7 @@ class AnalysisJob:
         self._add_time(ctx, "data_load_time", outcome)
 
     def _on_loaded(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        schemas = [r["schema"] for r in outcome.reports]
+        schemas = [r.schema for r in outcome.reports]
         schema = schemas[0] if schemas else pa.schema([])
         if any(not s.equals(schema) for s in schemas[1:]):
             schema = unify(schemas)
@@ -402,8 +396,8 @@ class AnalysisJob:
             raise InputError(f"source {source} has no columns: every partition of it is empty "
                              "(an empty file, or a JSON document without records)",
                              source=str(source))
-        rows = sum(r["rows"] or 0 for r in outcome.reports)
-        size = sum(r["bytes"] or 0 for r in outcome.reports)
+        rows = sum(r.rows or 0 for r in outcome.reports)
+        size = sum(r.bytes or 0 for r in outcome.reports)
         stats = {"row_count": rows, "column_count": len(schema), "size_bytes": size,
                  "partitions": len(outcome.reports),
                  "columns": {f.name: str(f.type) for f in schema}}
@@ -416,7 +410,7 @@ class AnalysisJob:
                  column_count=len(schema), size_bytes=size, partitions=len(outcome.reports))
 
     def _on_preprocessed(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        rows = sum(r["rows"] or 0 for r in outcome.reports)
+        rows = sum(r.rows or 0 for r in outcome.reports)
         before = ctx.metrics.get("row_count", rows)
         ctx.metrics.update(rows_after_preprocessing=rows,
                            preprocessing_row_reduction=before - rows)
@@ -425,7 +419,7 @@ class AnalysisJob:
                  operations_count=len(self.ops), row_count=rows)
 
     def _on_analyzed(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        rows = outcome.reports[-1].get("rows")
+        rows = outcome.reports[-1].rows
         ctx.metrics["result_rows"] = rows or 0
         self._add_time(ctx, "analysis_time", outcome)
         ctx.emit("analysis_completed", "analyze", job_id=ctx.job_id,
@@ -658,4 +652,4 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-__all__ = ["AnalysisJob", "JobResult", "Partitions"]
+__all__ = ["AnalysisJob", "JobResult"]
