@@ -12,16 +12,11 @@ from collections import Counter
 
 import pytest
 
-from raysight.debug.inspect import (
-    STATE_COLORS,
-    dag_figure,
-    inspect_text,
-    plan_graph,
-    summarize_steps,
-    timeline_figure,
-    to_mermaid,
-    write_debug_views,
-)
+from raysight.debug.dag import dag_figure
+from raysight.debug.inspect import inspect_text, write_debug_views
+from raysight.debug.plan import plan_graph, to_mermaid
+from raysight.debug.summary import STATE_COLORS, summarize_steps
+from raysight.debug.timeline import timeline_figure
 from raysight.engine.context import Fault, RunContext
 from raysight.engine.executor import Executor, fetch
 from raysight.engine.retry import Fixed, RetryPolicy
