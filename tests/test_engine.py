@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
@@ -265,3 +266,80 @@ def test_infeasible_resources_fail_fast_with_a_clear_error():
     big = double.options(num_gpus=64)
     with pytest.raises(ResourceExhausted, match="GPU=64"):
         big.resources.check_feasible(node_resources(), big.name)
+
+
+# -- tree reduce, conditions on the input, recovered failures -------------------------------
+
+
+@step(mode="fanout")
+def twenty_parts():
+    return list(range(20))
+
+
+@step(mode="reduce", fan_in=3, name="merge")
+def merge_lists(parts, ctx):
+    ctx.set_attribute(f"inputs[{ctx.partition}]", len(parts))
+    # a list holds the partition values it merged, in order
+    return [v for p in parts for v in (p if isinstance(p, list) else [p])]
+
+
+@step
+def concat_all(parts):
+    return [v for p in parts for v in (p if isinstance(p, list) else [p])]
+
+
+def test_a_reduce_step_merges_as_a_tree_and_no_call_receives_more_than_its_fan_in():
+    flow = twenty_parts >> merge_lists >> concat_all
+    value, ctx, events = run(flow, job_id="job_tree")
+    assert value == list(range(20))  # order kept across levels
+    inputs = {k: int(v) for k, v in ctx.trace.attributes.items() if k.startswith("merge.inputs")}
+    # 20 -> 7 calls (3,3,3,3,3,3,2) -> 3 calls (3,3,1) -> 3 partitions left for concat_all
+    assert sorted(inputs.values()) == [1, 2, 3, 3, 3, 3, 3, 3, 3, 3]
+    assert ctx.trace.attributes["merge.levels"] == "2"
+    merges = job_tasks("job_tree", expect=10)
+    assert len([t for t in merges if t.name == "job_tree/merge"]) == 10
+
+
+def test_a_reduce_step_over_no_more_partitions_than_its_fan_in_runs_no_task():
+    flow = four_parts >> merge_lists.options(name="merge4") >> concat_all
+    value, ctx, events = run(flow, job_id="job_tree_small")
+    assert value == [1, 2, 3, 4]  # four partitions, fan-in 3: one level of two calls
+    assert ctx.trace.attributes["merge4.levels"] == "1"
+    flow = four_parts >> dataclasses.replace(merge_lists, name="merge8", fan_in=8) >> concat_all
+    value, ctx, events = run(flow, job_id="job_tree_small")
+    assert value == [1, 2, 3, 4]
+    assert ctx.trace.attributes["merge8.levels"] == "0"
+    assert not [k for k in ctx.trace.attributes if k.startswith("merge8.inputs")]
+
+
+def test_a_condition_may_look_at_the_steps_input():
+    flow = (
+        four_parts
+        >> branch(lambda ctx, parts: len(parts) == 4, Pass("four"), Pass("other"))
+        >> concat_all
+    )
+    value, ctx, _ = run(flow)
+    assert value == [1, 2, 3, 4]
+    assert ctx.trace.attributes["Branch(four|other).condition_result"] == "true"
+    # the input as the engine holds it: partitions or an ObjectRef, never fetched data
+    skipped = source >> double.when(lambda ctx, x: isinstance(x, Partitions), "partitioned")
+    value, ctx, events = run(skipped)
+    assert value == 3
+    assert events.of_type("step_skipped")[0].data["reason"] == "condition false: partitioned"
+
+
+def test_a_recovered_step_yields_its_fallback_after_its_own_retries():
+    flow = source >> fail_permanently.or_else(lambda err: f"fallback: {err.category}")
+    value, ctx, events = run(flow)
+    assert value == "fallback: permanent"
+    assert [e.step for e in events.of_type("step_recovered")] == ["fail_permanently"]
+    assert [r.state for r in ctx.trace.records if r.step == "fail_permanently"] == ["failed"]
+    flaky = double.or_else(lambda err: -1)
+    value, _, events = run(source >> flaky, faults=(Fault("double", "transient", times=9),))
+    assert value == -1 and len(events.of_type("task_retry")) == FAST.max_retries
+
+
+def test_a_recovered_step_lets_errors_it_does_not_accept_through():
+    flow = source >> fail_permanently.or_else(lambda err: 0, accept=lambda err: False)
+    with pytest.raises(PermanentError):
+        run(flow)

@@ -30,6 +30,7 @@ from raysight.engine.workflow import (
     Observed,
     Parallel,
     Pass,
+    Recovered,
     Retrying,
     Sequence,
     Step,
@@ -40,10 +41,24 @@ from raysight.engine.workflow import (
 
 NodeKind = Literal["task", "decision", "fork", "join", "start", "end"]
 
-MODE_COLORS = {"apply": "#1565c0", "map": "#00838f", "fanout": "#4527a0", "driver": "#5d4037",
-                "dynamic": "#6a1b9a", "actor": "#ef6c00"}
-_MODE_TEXT = {"apply": "", "map": "map ×N", "fanout": "fan-out", "driver": "driver",
-              "dynamic": "dynamic (returns steps)", "actor": "actor"}
+MODE_COLORS = {
+    "apply": "#1565c0",
+    "map": "#00838f",
+    "fanout": "#4527a0",
+    "driver": "#5d4037",
+    "dynamic": "#6a1b9a",
+    "actor": "#ef6c00",
+    "reduce": "#00695c",
+}
+_MODE_TEXT = {
+    "apply": "",
+    "map": "map ×N",
+    "fanout": "fan-out",
+    "driver": "driver",
+    "dynamic": "dynamic (returns steps)",
+    "actor": "actor",
+    "reduce": "tree reduce",
+}
 CONTROL_COLOR = "#546e7a"
 
 # ---------------------------------------------------------------------------------------------
@@ -166,10 +181,10 @@ class _Builder:
         if isinstance(node, Nested):
             params = f" · params: {', '.join(sorted(node.params))}" if node.params else ""
             return self._grouped(f"nested: {node.name}{params}", node.inner, frontier)
-        if isinstance(node, (Retrying, TimeLimited, Observed)):
+        if isinstance(node, (Retrying, TimeLimited, Observed, Recovered)):
             notes: list[str] = []
             inner: Step = node
-            while isinstance(inner, (Retrying, TimeLimited, Observed)):
+            while isinstance(inner, (Retrying, TimeLimited, Observed, Recovered)):
                 notes.append(_wrapper_note(inner))
                 inner = inner.inner
             if isinstance(inner, Task):  # a wrapped single task: annotate the task itself
@@ -211,7 +226,9 @@ def _retry_note(policy: RetryPolicy) -> str:
     return f"retry ≤{count}"
 
 
-def _wrapper_note(node: Retrying | TimeLimited | Observed) -> str:
+def _wrapper_note(node: Retrying | TimeLimited | Observed | Recovered) -> str:
+    if isinstance(node, Recovered):
+        return f"never fatal{': ' + node.description if node.description else ''}"
     if isinstance(node, Retrying):
         return _retry_note(node.policy)
     if isinstance(node, TimeLimited):

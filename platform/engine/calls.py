@@ -259,8 +259,11 @@ def remote_for(name: str, task: Task) -> Any:
 def payload_of(task: Task, ctx: RunContext, attempt: int, partition: int | None,
              layout: list[Any]) -> TaskPayload:
     """The payload of one attempt of ``task`` (with its checkpoint target when persisted)."""
-    persisted = (ctx.checkpoints is not None and task.checkpoint
-                 and task.mode not in ("fanout", "dynamic", "shard"))
+    persisted = (
+        ctx.checkpoints is not None
+        and task.checkpoint
+        and task.mode not in ("fanout", "dynamic", "shard", "reduce")
+    )
     return TaskPayload(
         job_id=ctx.job_id, step=task.name, attempt=attempt, partition=partition,
         params=ctx.params, layout=layout, wants_ctx=task.wants_ctx, mode=task.mode,

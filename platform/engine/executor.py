@@ -42,12 +42,14 @@ from raysight.engine.workflow import (
     Observed,
     Parallel,
     Pass,
+    Recovered,
     Retrying,
     Sequence,
     Step,
     Task,
     TimeLimited,
     When,
+    holds,
 )
 from raysight.engine.workflow import tasks as tasks_of
 from raysight.errors import (
@@ -124,7 +126,7 @@ class Executor:
         if isinstance(node, When):
             return self._run_when(node, value, ctx)
         if isinstance(node, Branch):
-            taken = bool(node.predicate(ctx))
+            taken = holds(node.predicate, ctx, value)
             ctx.trace.attributes[f"{node.name}.condition_result"] = str(taken).lower()
             if taken:
                 return self._run(node.if_true, value, ctx)
@@ -147,8 +149,11 @@ class Executor:
             return self._run_time_limited(node, value, ctx)
         if isinstance(node, Observed):
             observers = Observers([ctx.observers, node.observer])
-            return self._run(node.inner, value, ctx.fork(observers=observers,
-                                                          cancel_events=ctx.cancel_events))
+            return self._run(
+                node.inner, value, ctx.fork(observers=observers, cancel_events=ctx.cancel_events)
+            )
+        if isinstance(node, Recovered):
+            return self._run_recovered(node, value, ctx)
         if isinstance(node, Pass):
             return value
         raise TypeError(f"not a workflow step: {node!r}")
@@ -156,7 +161,7 @@ class Executor:
     # -- combinators ----------------------------------------------------------------------
 
     def _run_when(self, node: When, value: Any, ctx: RunContext) -> Any:
-        met = bool(node.predicate(ctx))
+        met = holds(node.predicate, ctx, value)
         ctx.trace.attributes[f"{node.inner.name}.condition_result"] = str(met).lower()
         if met:
             return self._run(node.inner, value, ctx)
@@ -345,6 +350,19 @@ class Executor:
                 retries += 1
                 self._sleep(delay, ctx)
 
+    def _run_recovered(self, node: Recovered, value: Any, ctx: RunContext) -> Any:
+        try:
+            return self._run(node.inner, value, ctx)
+        except (Cancelled, StepTimeout):
+            raise
+        except WorkflowError as err:
+            if ctx.cancelled or (node.accept is not None and not node.accept(err)):
+                raise
+            ctx.emit(
+                "step_recovered", node.inner.name, error=err.to_dict(), reason=node.description
+            )
+            return node.fallback(err)
+
     def _run_time_limited(self, node: TimeLimited, value: Any, ctx: RunContext) -> Any:
         own = time.monotonic() + node.timeout_s
         deadline = own if ctx.deadline is None else min(own, ctx.deadline)
@@ -375,7 +393,11 @@ class Executor:
         started = time.monotonic()
         key = ctx.key_of(task)
         entry = None
-        if ctx.checkpoints is not None and task.checkpoint and task.mode != "driver":
+        if (
+            ctx.checkpoints is not None
+            and task.checkpoint
+            and task.mode not in ("driver", "reduce")
+        ):
             entry = ctx.checkpoints.completed(key)
         if entry is not None:
             outcome = self._restore(task, entry, ctx)
@@ -383,7 +405,11 @@ class Executor:
             outcome = self._run_in_driver(task, value, ctx)
         else:
             outcome = self._run_remote(task, value, ctx)
-            if ctx.checkpoints is not None and task.checkpoint and task.mode != "dynamic":
+            if (
+                ctx.checkpoints is not None
+                and task.checkpoint
+                and task.mode not in ("dynamic", "reduce")
+            ):
                 parts = [r.checkpoint for r in outcome.reports if r.checkpoint is not None]
                 ctx.checkpoints.commit(key, task.name, parts, outcome.reports)
         outcome.duration_s = time.monotonic() - started
@@ -462,6 +488,8 @@ class Executor:
 
     def _run_remote(self, task: Task, value: Any, ctx: RunContext) -> StepOutcome:
         """Run one step's calls (one per partition for a mapped step) as Ray tasks."""
+        if task.mode == "reduce":
+            return self._run_reduce(task, value, ctx)
         if task.mode in ("map", "actor", "shard"):
             mapped, broadcast = _split_mapped(task, value)
             calls = [Call(task, i, (p, *broadcast)) for i, p in enumerate(mapped.items)]
@@ -474,6 +502,45 @@ class Executor:
                  resources=task.resources.ray_options())
         results = run_calls(self, calls, ctx)
         return _outcome(task, results, ctx)
+
+    def _run_reduce(self, task: Task, value: Any, ctx: RunContext) -> StepOutcome:
+        """A tree reduce: the input partitions are merged in groups of at most ``fan_in``
+        (one call each, neighbours together so order is kept), level by level, until at most
+        ``fan_in`` remain; those are the output. No call ever receives more than ``fan_in``
+        partitions, and an input of ``fan_in`` partitions or fewer passes through."""
+        mapped, broadcast = _split_mapped(task, value)
+        fan_in = max(2, task.fan_in)
+        items, reports = list(mapped.items), list(mapped.reports)
+        levels = calls_made = 0
+        all_reports: list[TaskReport] = []
+        while len(items) > fan_in:
+            groups = [items[i : i + fan_in] for i in range(0, len(items), fan_in)]
+            if levels == 0:
+                ctx.emit(
+                    "step_started",
+                    task.name,
+                    attempt=1,
+                    tasks=len(groups),
+                    resources=task.resources.ray_options(),
+                )
+            calls = [
+                Call(task, calls_made + i, (Partitions(g), *broadcast))
+                for i, g in enumerate(groups)
+            ]
+            results = run_calls(self, calls, ctx)
+            items = [d for _, d in results]
+            reports = [r for r, _ in results]
+            all_reports += reports
+            levels += 1
+            calls_made += len(calls)
+        if levels == 0:
+            ctx.emit("step_started", task.name, attempt=1, tasks=0)
+        ctx.trace.attributes[f"{task.name}.levels"] = str(levels)
+        for report in all_reports:
+            ctx.trace.attributes.update(
+                {f"{task.name}.{k}": v for k, v in report.attributes.items()}
+            )
+        return StepOutcome(task.name, all_reports, Partitions(items, reports))
 
     # -- sagas ----------------------------------------------------------------------------
 

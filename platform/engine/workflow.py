@@ -25,7 +25,9 @@ from typing import Any, Literal
 from raysight.engine.resources import Resources, parse_bytes
 from raysight.engine.retry import RetryPolicy
 
-Mode = Literal["apply", "map", "fanout", "driver", "dynamic", "actor", "shard"]
+Mode = Literal["apply", "map", "fanout", "driver", "dynamic", "actor", "shard", "reduce"]
+#: default fan-in of a reduce step: how many partitions one call merges at most
+DEFAULT_FAN_IN = 8
 
 
 @dataclass(frozen=True)
@@ -50,12 +52,26 @@ class Step:
 
     __rshift__ = then
 
-    def when(self, predicate: Callable[[Any], bool], description: str = "") -> When:
-        """Run this step only if ``predicate(ctx)`` is true; otherwise it is skipped and its
-        input passes through unchanged. ``description`` states the condition under which the
-        step runs ("publishing enabled"): the DAG labels the decision with it, and a skip
-        records ``condition false: <description>``."""
+    def when(self, predicate: Callable[..., bool], description: str = "") -> When:
+        """Run this step only if ``predicate(ctx)`` (or ``predicate(ctx, value)``, given the
+        step's input as the executor holds it: Partitions or an ObjectRef, not data) is true;
+        otherwise it is skipped and its input passes through unchanged. ``description`` states
+        the condition under which the step runs ("publishing enabled"): the DAG labels the
+        decision with it, and a skip records
+        ``condition false: <description>``."""
         return When(self, predicate, description)
+
+    def or_else(
+        self,
+        fallback: Callable[[Any], Any],
+        description: str = "",
+        accept: Callable[[Any], bool] | None = None,
+    ) -> Recovered:
+        """When this step fails for good (after its retries) with an error that ``accept``
+        admits (any by default), its output is ``fallback(error)`` instead and the workflow
+        goes on (the failure stays in the trace and the events). Cancellation and timeouts
+        are never recovered."""
+        return Recovered(self, fallback, description, accept)
 
     def parallel(self, *others: Step) -> Parallel:
         """Run this step and ``others`` concurrently on the same input; output is a tuple."""
@@ -123,6 +139,9 @@ class Task(Step):
     #: shard mode: each call returns this many outputs (a hash split of its partition); the
     #: step's output has one partition per shard, holding that shard of every input partition
     shards: int = 0
+    #: reduce mode: each call merges at most this many input partitions into one, level by
+    #: level, until at most ``fan_in`` remain (the step's output); no call ever receives more
+    fan_in: int = DEFAULT_FAN_IN
 
     @property
     def wants_ctx(self) -> bool:
@@ -218,10 +237,11 @@ def step(
     mode: Mode = "apply",
     description: str = "",
     concurrency: int = 1,
+    fan_in: int = DEFAULT_FAN_IN,
 ) -> Any:
     """Turn a function into a workflow :class:`Task` whose Ray options come from its resource
     requirements. The function receives the previous step's output as its first argument and,
-    if it has a parameter named ``ctx``, a :class:`raysight.engine.executor.StepContext`."""
+    if it has a parameter named ``ctx``, a :class:`raysight.engine.context.StepContext`."""
 
     def wrap(f: Callable[..., Any]) -> Task:
         return Task(
@@ -239,6 +259,7 @@ def step(
             mode=mode,
             description=description or (inspect.getdoc(f) or "").split("\n")[0],
             concurrency=concurrency,
+            fan_in=fan_in,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -257,10 +278,11 @@ class Sequence(Step):
 
 @dataclass(frozen=True, eq=False)
 class When(Step):
-    """A step guarded by a condition on the run context; false means *skipped*, not failed."""
+    """A step guarded by a condition on the run context (and, if the predicate takes two
+    arguments, the step's input); false means *skipped*, not failed."""
 
     inner: Step
-    predicate: Callable[[Any], bool]
+    predicate: Callable[..., bool]
     description: str = ""
 
     @property
@@ -272,7 +294,7 @@ class When(Step):
 class Branch(Step):
     """``if_true`` when the predicate holds, else ``if_false`` (skipped when None)."""
 
-    predicate: Callable[[Any], bool]
+    predicate: Callable[..., bool]
     if_true: Step
     if_false: Step | None = None
     description: str = ""
@@ -283,9 +305,38 @@ class Branch(Step):
         return f"Branch({self.if_true.name}|{other})"
 
 
-def branch(predicate: Callable[[Any], bool], if_true: Step, if_false: Step | None = None) -> Branch:
-    """Choose between two sub-workflows by a condition on the run context."""
+def branch(predicate: Callable[..., bool], if_true: Step, if_false: Step | None = None) -> Branch:
+    """Choose between two sub-workflows by a condition on the run context (``predicate(ctx)``)
+    or on the context and the input (``predicate(ctx, value)``)."""
     return Branch(predicate, if_true, if_false)
+
+
+def holds(predicate: Callable[..., bool], ctx: Any, value: Any) -> bool:
+    """The verdict of a condition: ``predicate(ctx, value)`` when it takes two arguments,
+    else ``predicate(ctx)``."""
+    try:
+        params = [
+            p
+            for p in inspect.signature(predicate).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        params = []
+    return bool(predicate(ctx, value) if len(params) >= 2 else predicate(ctx))
+
+
+@dataclass(frozen=True, eq=False)
+class Recovered(Step):
+    """A sub-workflow whose final failure becomes a fallback output (see ``Step.or_else``)."""
+
+    inner: Step
+    fallback: Callable[[Any], Any]
+    description: str = ""
+    accept: Callable[[Any], bool] | None = None
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return f"Recovered({self.inner.name})"
 
 
 @dataclass(frozen=True, eq=False)
@@ -369,10 +420,13 @@ def _map_tasks(node: Step, change: Callable[[Task], Task]) -> Step:
     if isinstance(node, Parallel):
         return Parallel(tuple(_map_tasks(b, change) for b in node.branches))
     if isinstance(node, Branch):
-        return Branch(node.predicate, _map_tasks(node.if_true, change),
-                      _map_tasks(node.if_false, change) if node.if_false else None,
-                      node.description)
-    if isinstance(node, (When, Nested, Retrying, TimeLimited, Observed)):
+        return Branch(
+            node.predicate,
+            _map_tasks(node.if_true, change),
+            _map_tasks(node.if_false, change) if node.if_false else None,
+            node.description,
+        )
+    if isinstance(node, (When, Nested, Retrying, TimeLimited, Observed, Recovered)):
         return dataclasses.replace(node, inner=_map_tasks(node.inner, change))
     return node
 
@@ -388,6 +442,6 @@ def tasks(node: Step) -> list[Task]:
         children = node.branches
     elif isinstance(node, Branch):
         children = (node.if_true,) + ((node.if_false,) if node.if_false else ())
-    elif isinstance(node, (When, Nested, Retrying, TimeLimited, Observed)):
+    elif isinstance(node, (When, Nested, Retrying, TimeLimited, Observed, Recovered)):
         children = (node.inner,)
     return [t for child in children for t in tasks(child)]
