@@ -47,7 +47,7 @@ Distributed, two ways:
   last, corr, r2, and expressions over those), ``partial`` aggregates each partition per group
   (row count, non-null count, sum, min, max, first, last, mean with M2 for std/var, and the
   co-moments n, mean_x, mean_y, C_xy, M2_x, M2_y with min/max of x and y for corr) and
-  ``merge_partials`` merges such tables into one of the same shape (Chan's parallel formula
+  ``merge`` merges such tables into one of the same shape (Chan's parallel formula
   for M2 and C_xy), so partials can be reduced as a tree of adjacent partials in partition
   order (first and last depend on it); ``finalize`` turns a merged partial into the result.
   When any metric is holistic (median, percentile, n_unique, top_k), ``partial`` projects the
@@ -694,11 +694,11 @@ class Aggregation(Analysis[AggregationConfig]):
             return self._largest(df, top.column)
         return df.select(self.required_columns())
 
-    def merge_partials(self, partials: list[pa.Table]) -> pa.Table:
+    def merge(self, partials: list[pa.Table]) -> pa.Table:
         """One partial table of the same shape holding the merge of ``partials`` (associative;
         ``partials`` in partition order)."""
         if not partials:
-            raise ValueError("merge_partials needs at least one partial table")
+            raise ValueError("merge needs at least one partial table")
         stacked = stack(partials)
         if not self.mergeable:
             return to_arrow(self._rows(stacked))
@@ -737,7 +737,7 @@ class Aggregation(Analysis[AggregationConfig]):
 
     def combine(self, partials: list[pa.Table]) -> AnalysisResult:
         """The result from the partial tables of all partitions (in partition order)."""
-        return self.finalize(self.merge_partials(partials))
+        return self.finalize(self.merge(partials))
 
     # -- distributed: shuffle -----------------------------------------------------------------
 

@@ -324,7 +324,7 @@ class CorrelationMatrix(Analysis[CorrelationConfig]):
             state["rows"] = to_arrow(projected)
         return state
 
-    def merge_partials(self, partials: list[dict[str, Any]]) -> dict[str, Any]:
+    def merge(self, partials: list[dict[str, Any]]) -> dict[str, Any]:
         """One partial state holding the merge of ``partials`` (associative)."""
         columns = _same_columns(partials)
         merged: dict[str, Any] = {
@@ -348,7 +348,7 @@ class CorrelationMatrix(Analysis[CorrelationConfig]):
 
     def combine(self, partials: list[dict[str, Any]]) -> AnalysisResult:
         """The matrix from the partial states of all partitions."""
-        return self.finalize(self.merge_partials(partials))
+        return self.finalize(self.merge(partials))
 
     def _result(self, columns: list[str], moments: _Moments, row_count: int) -> AnalysisResult:
         r = moments.correlation()
@@ -660,7 +660,7 @@ class TextFrequency(Analysis[TextFrequencyConfig]):
         documents = df.get_column(column).count()
         return {"row_count": df.height, "documents": documents, "counts": counts.to_arrow()}
 
-    def merge_partials(self, partials: list[dict[str, Any]]) -> dict[str, Any]:
+    def merge(self, partials: list[dict[str, Any]]) -> dict[str, Any]:
         """One partial state holding the merge of ``partials`` (associative)."""
         if not partials:
             raise ValueError("combine needs the state of at least one partition")
@@ -694,7 +694,7 @@ class TextFrequency(Analysis[TextFrequencyConfig]):
 
     def combine(self, partials: list[dict[str, Any]]) -> AnalysisResult:
         """The word counts of all partitions."""
-        return self.finalize(self.merge_partials(partials))
+        return self.finalize(self.merge(partials))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -802,6 +802,12 @@ class Custom(Analysis[CustomConfig]):
     def shuffle_keys(self) -> list[str] | None:
         return self.kernel.shuffle_keys()
 
+    def merge(self, partials: list[Any]) -> Any:
+        return self.kernel.merge(partials)
+
+    def finalize(self, state: Any) -> AnalysisResult:
+        return self.kernel.finalize(state)
+
     def shard(self, df: pl.DataFrame, n: int) -> list[pa.Table]:
         return self.kernel.shard(df, n)
 
@@ -812,7 +818,7 @@ class Custom(Analysis[CustomConfig]):
         return self.kernel.finish(shards)
 
     def __getattr__(self, attr: str) -> Any:
-        # kernel extras such as merge_partials/finalize; never during unpickling (no kernel yet)
+        # kernel extras such as merge/finalize; never during unpickling (no kernel yet)
         if attr.startswith("_") or "kernel" not in self.__dict__:
             raise AttributeError(attr)
         return getattr(self.kernel, attr)

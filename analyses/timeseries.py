@@ -89,7 +89,7 @@ all of them), each computed per series in bucket order:
 
 **Distributed.** Resampling is mergeable: ``partial`` parses timestamps and aggregates one
 partition per (keys, bucket): non-null count, sum, min, max, and first/last with their
-timestamps; ``merge_partials`` merges such tables into one of the same shape (associative, a
+timestamps; ``merge`` merges such tables into one of the same shape (associative, a
 tree reduce works) and ``finalize`` computes the aggregates, then gap filling and the features
 on the (small) bucketed series. ``run`` is ``combine([partial(df)])``.
 
@@ -704,10 +704,10 @@ class TimeSeries(Analysis[TimeSeriesConfig]):
             "rows_without_timestamp": stamps.null_count(),
         }
 
-    def merge_partials(self, partials: list[dict[str, Any]]) -> dict[str, Any]:
+    def merge(self, partials: list[dict[str, Any]]) -> dict[str, Any]:
         """One partial state of the same shape holding the merge of ``partials`` (associative)."""
         if not partials:
-            raise ValueError("merge_partials needs at least one partial state")
+            raise ValueError("merge needs at least one partial state")
         stacked = stack([p["table"] for p in partials])
         merged = stacked.group_by([*self.config.group_by, "bucket"]).agg(
             merge.alias(name) for name, _, merge in self._plan()
@@ -720,7 +720,7 @@ class TimeSeries(Analysis[TimeSeriesConfig]):
 
     def combine(self, partials: list[dict[str, Any]]) -> AnalysisResult:
         """The result from the partial states of all partitions."""
-        return self.finalize(self.merge_partials(partials))
+        return self.finalize(self.merge(partials))
 
     # -- finishing ----------------------------------------------------------------------------
 

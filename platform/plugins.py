@@ -124,9 +124,14 @@ class Analysis(Plugin[ConfigT]):
     """An analysis kernel: partial state per partition, then a combine into one result.
 
     ``partial`` runs in one Ray task per partition and returns picklable partial state (an Arrow
-    table or small dict); ``combine`` merges the partial states of all partitions. ``run`` is
-    the single-partition fast path and the notebook entry point (a whole table in memory).
-    The result must equal the single-process Polars answer.
+    table or small dict). A *mergeable* kernel (``mergeable`` true) also implements ``merge``,
+    which merges partial states into one state of the same shape (associative over adjacent
+    partials, so the engine reduces hundreds of partitions as a tree of merge tasks), and
+    ``finalize``, which turns one merged state into the result; ``combine`` is then
+    ``finalize(merge(partials))``. A kernel that is not mergeable overrides ``combine`` and
+    receives every partial state at once. ``run`` is the single-partition fast path and the
+    notebook entry point (a whole table in memory). The result must equal the single-process
+    Polars answer.
 
     Kernels that need all rows of a group together (exact median per group, top-k) may instead
     take the shuffle path: ``shuffle_keys`` names the keys, ``shard`` hash-splits one partition
@@ -135,14 +140,22 @@ class Analysis(Plugin[ConfigT]):
     ``finish`` puts the shard answers together (concatenate, order, filter).
     """
 
-    #: True when ``combine`` is associative over partial states (a tree reduce is possible)
+    #: True when ``merge`` is associative over partial states (a tree reduce is possible)
     mergeable: ClassVar[bool] = True
 
     def partial(self, df: pl.DataFrame) -> Any:
         raise NotImplementedError
 
-    def combine(self, partials: list[Any]) -> AnalysisResult:
+    def merge(self, partials: list[Any]) -> Any:
+        """One partial state from several (mergeable kernels only)."""
         raise NotImplementedError
+
+    def finalize(self, state: Any) -> AnalysisResult:
+        """The result from one merged partial state (mergeable kernels only)."""
+        raise NotImplementedError
+
+    def combine(self, partials: list[Any]) -> AnalysisResult:
+        return self.finalize(self.merge(partials))
 
     def run(self, df: pl.DataFrame) -> AnalysisResult:
         return self.combine([self.partial(df)])

@@ -225,7 +225,7 @@ def test_tree_reduce_of_partials_equals_flat_combine(
     partials = [agg.partial(p) for p in data.draw(split(df))]
     tree = partials
     while len(tree) > 1:  # pairwise rounds, as a tree reduce over Ray tasks would
-        tree = [agg.merge_partials(tree[i : i + 2]) for i in range(0, len(tree), 2)]
+        tree = [agg.merge(tree[i : i + 2]) for i in range(0, len(tree), 2)]
     assert tree[0].schema == partials[0].schema
     assert_frames_match(
         result_frame(agg.finalize(tree[0]).table),

@@ -76,7 +76,7 @@ def tree(agg: Aggregation, parts: list[pl.DataFrame]) -> pl.DataFrame:
     """Pairwise merges of adjacent partials, as a tree reduce over Ray tasks would."""
     level = [agg.partial(p) for p in parts]
     while len(level) > 1:
-        level = [agg.merge_partials(level[i : i + 2]) for i in range(0, len(level), 2)]
+        level = [agg.merge(level[i : i + 2]) for i in range(0, len(level), 2)]
     return frame(agg.finalize(level[0]).table)
 
 

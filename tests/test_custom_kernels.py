@@ -103,9 +103,9 @@ def test_pearson_partials_merge_as_a_tree(data, df):
     partials = [kernel.partial(p) for p in data.draw(split(df))]
     cut = data.draw(st.integers(1, len(partials)))
     left, right = partials[:cut], partials[cut:]
-    tree = [kernel.merge_partials(left)] + ([kernel.merge_partials(right)] if right else [])
+    tree = [kernel.merge(left)] + ([kernel.merge(right)] if right else [])
     np.testing.assert_allclose(
-        matrix(kernel.finalize(kernel.merge_partials(tree)), ["a", "b", "c"]),
+        matrix(kernel.finalize(kernel.merge(tree)), ["a", "b", "c"]),
         matrix(kernel.combine(partials), ["a", "b", "c"]),
         rtol=0, atol=1e-12,
     )
@@ -564,9 +564,9 @@ def test_text_config_is_strict(options, message):
 def test_text_frequency_merges_as_a_tree():
     kernel = words(column="t")
     partials = [kernel.partial(pl.DataFrame({"t": [t]})) for t in ["a b", "b c", "c c"]]
-    tree = [kernel.merge_partials(partials[:1]), kernel.merge_partials(partials[1:])]
+    tree = [kernel.merge(partials[:1]), kernel.merge(partials[1:])]
     assert kernel.mergeable is True
-    assert frame(kernel.finalize(kernel.merge_partials(tree))).rows() == [
+    assert frame(kernel.finalize(kernel.merge(tree))).rows() == [
         ("c", 3), ("b", 2), ("a", 1)
     ]
 
@@ -719,5 +719,5 @@ def test_user_kernel_registered_at_run_time_works_directly_and_through_custom(us
 def test_custom_survives_pickling_with_kernel_extras():
     wrapped = pickle.loads(pickle.dumps(custom("text_frequency", column="id")))
     partials = [wrapped.partial(SEED.head(3)), wrapped.partial(SEED.tail(7))]
-    merged = wrapped.merge_partials(partials)  # a kernel extra, reached through the wrapper
+    merged = wrapped.merge(partials)  # a kernel extra, reached through the wrapper
     assert frame(wrapped.finalize(merged)).height == 10

@@ -448,7 +448,7 @@ def test_merging_partials_as_a_tree_equals_one_merge(data):
     partials = [ts.partial(p) for p in data.draw(split(df))]
     tree = partials[0]
     for p in partials[1:]:
-        tree = ts.merge_partials([tree, ts.merge_partials([p])])
+        tree = ts.merge([tree, ts.merge([p])])
     assert_frame_equal(
         pl.from_arrow(ts.finalize(tree).table), pl.from_arrow(ts.combine(partials).table)
     )
