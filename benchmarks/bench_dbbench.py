@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -30,18 +29,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dbbench_data  # noqa: E402
 from timing import timed  # noqa: E402
 
-from raysight import registry  # noqa: E402
 from raysight.engine.context import Partitions, RunContext  # noqa: E402
 from raysight.engine.executor import Executor  # noqa: E402
-from raysight.engine.workflow import Step, Task  # noqa: E402
-from raysight.job.pipeline import (  # noqa: E402
-    _analyze_combine,
-    _analyze_finish,
-    _analyze_partial,
-    _analyze_reduce,
-    _analyze_shard,
-    _analyze_whole,
-)
+from raysight.engine.workflow import Step  # noqa: E402
+from raysight.job.pipeline import AnalysisJob  # noqa: E402
 from raysight.job.spec import load_spec  # noqa: E402
 from raysight.tables import register_arrow_serializer  # noqa: E402
 
@@ -64,19 +55,6 @@ POLARS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
 }
 
 
-def plan_for(kernel: object, partitions: int, shards: int) -> Step:
-    """The analyze step of a job (as raysight.job.pipeline plans it) for this many partitions."""
-    if partitions == 1:
-        return Task(partial(_analyze_whole, kernel=kernel), "analyze")
-    if kernel.shuffle_keys():  # type: ignore[attr-defined]
-        return (Task(partial(_analyze_shard, kernel=kernel, shards=shards), "analyze.shuffle",
-                     mode="shard", shards=shards)
-                >> Task(partial(_analyze_reduce, kernel=kernel), "analyze", mode="map")
-                >> Task(partial(_analyze_finish, kernel=kernel), "analyze.combine"))
-    return (Task(partial(_analyze_partial, kernel=kernel), "analyze", mode="map")
-            >> Task(partial(_analyze_combine, kernel=kernel), "analyze.combine"))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -95,17 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     # partitions go into the object store in Polars' own Arrow layout (string views), so a
     # task reads them without converting
     size = -(-df.height // args.partitions)
-    refs = [ray.put(part.to_arrow(compat_level=pl.CompatLevel.newest()))
-            for part in df.iter_slices(size)]
-    data = Partitions(refs, [{} for _ in refs])
-    shards = max(2, int(ray.cluster_resources().get("CPU", 2)))
+    refs = [
+        ray.put(part.to_arrow(compat_level=pl.CompatLevel.newest()))
+        for part in df.iter_slices(size)
+    ]
+    data = Partitions(refs)
     executor = Executor()
     rows = []
     for question, polars_query in POLARS.items():
         overrides = [] if args.sorted_output else ["analysis.sort=false"]
         spec = load_spec(ROOT / "examples" / "dbbench" / f"{question}.yaml", overrides)
-        kernel = registry.analyses.build(spec.analysis)
-        plan = plan_for(kernel, len(refs), shards)
+        # the analyze steps exactly as a job plans them (fast path, tree combine or shuffle)
+        plan = AnalysisJob(spec).analyze_flow()
 
         def ours(plan: Step = plan, job: str = f"dbbench-{question}") -> object:
             return ray.get(executor.run(plan, RunContext(job), data)).table

@@ -315,3 +315,75 @@ def test_an_export_that_cannot_be_written_is_an_error_entry_and_the_others_are_w
     assert_frame_equal(pl.read_parquet(run_dir / "out.parquet"), expected)
     (done,) = [e for e in events_of(result) if e["event_type"] == "job_completed"]
     assert done["data"]["state"] == "COMPLETED_WITH_ERRORS" and done["data"]["errors"] == 1
+
+
+def test_an_unreachable_webhook_is_retried_by_the_notify_policy_with_the_specs_backoff(tmp_path):
+    backoff = {"initial_s": 0.05, "multiplier": 3.0, "max_s": 1.0, "jitter": 0.0}
+    spec = job_spec(
+        job_id="hook-retried",
+        notifications=[{"channel": "webhook", "url": "http://127.0.0.1:9/x", "timeout_s": 1.0}],
+        execution={"retry": backoff},
+    )
+    _, result = run_job(tmp_path, spec)
+    assert result.state == "COMPLETED" and result.ok
+    retries = [
+        e for e in events_of(result) if e["event_type"] == "task_retry" and e["step"] == "notify"
+    ]
+    # the notify step's own policy: 3 retries, 0.05 s × 3^(n-1), no private loop inside it
+    assert [e["data"]["retry_count"] for e in retries] == [1, 2, 3]
+    assert [e["data"]["delay"] for e in retries] == pytest.approx([0.05, 0.15, 0.45])
+    assert all("127.0.0.1:9" in e["data"]["error"]["message"] for e in retries)
+    assert result.metrics["notifications_failed"] == 1
+    assert result.metrics["notifications_sent"] == 0
+    assert any(w.startswith("notification failed: webhook") for w in result.warnings)
+    assert result.steps["notify"]["retry_count"] == 3
+
+
+def test_a_failed_notification_spoils_no_other(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        spec = job_spec(
+            job_id="two-hooks",
+            notifications=[
+                {"channel": "webhook", "url": "http://127.0.0.1:9/x", "timeout_s": 1.0},
+                {"channel": "webhook", "url": url, "message": "second {job_id}"},
+            ],
+        )
+        _, result = run_job(tmp_path, spec)
+    finally:
+        server.shutdown()
+    assert result.state == "COMPLETED"
+    assert _Hook.received[-1]["text"] == "second two-hooks"
+    assert (result.metrics["notifications_sent"], result.metrics["notifications_failed"]) == (1, 1)
+
+
+def test_a_job_over_64_partitions_combines_as_a_tree_with_the_answer_of_one_partition(tmp_path):
+    df = pl.read_csv(SALES)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    bounds = [i * df.height // 64 for i in range(65)]
+    for i in range(64):
+        df.slice(bounds[i], bounds[i + 1] - bounds[i]).write_csv(parts / f"part-{i:03d}.csv")
+    assert len(list(parts.iterdir())) == 64
+    many = job_spec(
+        job_id="tree-64",
+        source={"type": "file", "path": str(parts), "format": "csv"},
+        execution={"retry": FAST_RETRY, "combine_fan_in": 8},
+    )
+    one = job_spec(job_id="tree-1")
+    _, a = run_job(tmp_path, many)
+    _, b = run_job(tmp_path, one)
+    assert a.state == b.state == "COMPLETED" and a.data_stats["partitions"] == 64
+    assert_frame_equal(read_result(a), read_result(b), check_exact=False, rel_tol=1e-9)
+    # load.plan, 64 loads, 64 partial states, 8 merges, the combine and the results
+    tasks = job_tasks("tree-64", expect=1 + 64 + 64 + 8 + 1 + 1)
+    merges = [t for t in tasks if t.name == "tree-64/analyze.merge"]
+    combines = [t for t in tasks if t.name == "tree-64/analyze.combine"]
+    # 64 partial states -> 8 merge tasks of 8 -> one combine of 8: none receives more than 8
+    assert len(merges) == 8 and len(combines) == 1
+    inputs = [
+        int(v) for k, v in a.trace["attributes"].items() if k.startswith("analyze.merge.inputs")
+    ]
+    assert inputs == [8] * 8

@@ -9,6 +9,7 @@ failed job leaves no partial output files.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -23,40 +24,35 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 import pyarrow as pa
 import ray
 
 from raysight import registry
 from raysight.engine.checkpoint import CheckpointStore
-from raysight.engine.context import Fault, RunContext, StepOutcome
+from raysight.engine.context import Partitions, RunContext, StepOutcome
 from raysight.engine.events import EventLog, JsonlObserver, Observers
 from raysight.engine.executor import Executor, fetch
 from raysight.engine.failures import classify
 from raysight.engine.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.engine.resources import Resources, node_resources
-from raysight.engine.retry import Exponential, RetryPolicy
-from raysight.engine.workflow import Pass, Step, Task, branch, parallel, tasks
-from raysight.errors import Cancelled, InputError, TransientError, WorkflowError
-from raysight.job.messages import render
+from raysight.engine.workflow import Mode, Pass, Step, Task, branch, parallel, tasks
+from raysight.errors import Cancelled, InputError, WorkflowError
+from raysight.job import steps
 from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
 from raysight.job.spec import (
-    DEFAULT_STEP_RETRIES,
+    JobSpec,
+    StepName,
     apply_override,
     export_path,
     parse_spec,
     render_job_id,
 )
-from raysight.plugins import AnalysisResult, ReportContext
-from raysight.tables import conform, portable, to_arrow, unify
+from raysight.job.steps import COMPLETED_WITH_ERRORS
 
 log = logging.getLogger(__name__)
 
 STAGING = ".staging"
 SPEC_FILE = "spec.json"
-#: the analysis completed and its outputs were committed, but some export could not be
-#: written (each is an entry of ``errors``; the other exports are there)
-COMPLETED_WITH_ERRORS = "COMPLETED_WITH_ERRORS"
 DONE_STATES = ("COMPLETED", COMPLETED_WITH_ERRORS)
 
 
@@ -98,146 +94,18 @@ class JobResult:
         return asdict(self)
 
 
-# ---------------------------------------------------------------------------------------------
-# Step functions (module level so they pickle by reference into Ray workers)
+@dataclass
+class RunRecord:
+    """What the driver records about one run of a job, for its result and the steps' inputs."""
 
-
-def _plan_source(_: Any, connector: Any) -> list[Any]:
-    return connector.plan()
-
-
-def _read_partition(partition: Any, connector: Any, ctx: Any) -> pa.Table:
-    table = connector.read(partition)
-    ctx.set_attribute(f"partition[{ctx.partition}]", partition.label)
-    return table
-
-
-def _conform(table: pa.Table, ctx: Any) -> pa.Table:
-    return conform(table, ctx.params["schema"])
-
-
-def _apply_ops(table: pa.Table, *stats: Any, ops: list[Any], ctx: Any) -> pa.Table:
-    """Apply preprocessing operations to one partition; the first may come with the merged
-    statistics of the whole column."""
-    df = pl.from_arrow(table)
-    assert isinstance(df, pl.DataFrame)
-    for i, op in enumerate(ops):
-        df = op.apply(df, stats[0] if (i == 0 and stats) else None, partition=ctx.partition or 0)
-    return to_arrow(df)
-
-
-def _op_partial_stats(table: pa.Table, op: Any) -> Any:
-    return op.partial_stats(pl.from_arrow(table))
-
-
-def _op_merge_stats(partials: list[Any], op: Any) -> Any:
-    return op.merge_stats(partials)
-
-
-def _analyze_whole(tables: list[pa.Table], kernel: Any) -> AnalysisResult:
-    """Single-partition fast path: no partial state, no combine task."""
-    (table,) = tables
-    return kernel.run(pl.from_arrow(table))
-
-
-def _analyze_partial(table: pa.Table, kernel: Any) -> Any:
-    return kernel.partial(pl.from_arrow(table))
-
-
-def _analyze_combine(partials: list[Any], kernel: Any) -> AnalysisResult:
-    return kernel.combine(partials)
-
-
-def _analyze_shard(table: pa.Table, kernel: Any, shards: int) -> list[pa.Table]:
-    """Hash-split one partition by the kernel's keys (one output per shard)."""
-    return kernel.shard(pl.from_arrow(table), shards)
-
-
-def _analyze_reduce(tables: list[pa.Table], kernel: Any) -> pa.Table:
-    """The exact answer for one shard: all rows of its groups, from every partition."""
-    return kernel.reduce_shard(tables)
-
-
-def _analyze_finish(shards: list[pa.Table], kernel: Any) -> AnalysisResult:
-    return kernel.finish(shards)
-
-
-def _make_results(result: AnalysisResult, charts: list[Any], exports: list[tuple[Any, str]],
-                  staging: str, info: dict[str, Any], ctx: Any) -> dict[str, Any]:
-    """Render charts (an unsupported pairing is an error entry) and write the exports."""
-    result = AnalysisResult(result.kind, portable(result.table), result.summary)
-    figures, visualizations = [], []
-    for i, chart in enumerate(charts):
-        title = getattr(chart.config, "title", "") or f"{chart.name} chart {i + 1}"
-        entry: dict[str, Any] = {"index": i, "type": chart.name, "title": title}
-        try:
-            figures.append((title, chart.render(result)))
-        except WorkflowError as err:
-            entry["error"] = str(err)
-        visualizations.append(entry)
-    report = ReportContext(
-        job_id=ctx.job_id, user_id=info["user_id"], analysis_type=info["analysis_type"],
-        result=result, figures=figures, data_stats=ctx.params.get("data_stats", {}),
-        metrics=ctx.params.get("metrics", {}),
-        warnings=[v["error"] for v in visualizations if "error" in v],
-    )
-    # every export is checked against the result's schema before any file is written
-    problems = [exporter.problem(result.table.schema) for exporter, _ in exports]
-    outputs, failed = [], []
-    for i, ((exporter, relpath), problem) in enumerate(zip(exports, problems, strict=True)):
-        target = os.path.join(staging, relpath)
-        try:
-            if problem is not None:
-                raise InputError(problem)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            exporter.export(report, target)
-            outputs.append(relpath)
-        except TransientError:
-            raise  # storage that may come back: the step is retried as a whole
-        except Exception as exc:  # one export that cannot be written spoils no other
-            failure = exc if isinstance(exc, WorkflowError) else classify(exc, "results")
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(target)
-            failed.append({**failure.to_dict(), "step": "results", "export": i,
-                           "format": exporter.name, "path": relpath,
-                           "message": f"export {relpath} ({exporter.name}): {failure}"})
-    return {"outputs": outputs, "export_errors": failed, "visualizations": visualizations,
-            "summary": result.summary, "result_rows": result.table.num_rows,
-            "result_columns": result.table.column_names}
-
-
-def _send_notifications(manifest: dict[str, Any], notifiers: list[Any], ctx: Any,
-                        attempts: int = 3, backoff_s: float = 0.5) -> dict[str, Any]:
-    """Send every notification; each is retried a few times, and failures are counted, never
-    fatal (a finished analysis stays finished)."""
-    state = COMPLETED_WITH_ERRORS if manifest.get("export_errors") else "COMPLETED"
-    context = {
-        "job_id": ctx.job_id, "state": state, "metrics": ctx.params.get("metrics", {}),
-        "result": {**manifest.get("summary", {}), "rows": manifest.get("result_rows")},
-        "outputs": manifest.get("outputs", []), **ctx.params.get("info", {}),
-    }
-    sent, failed, errors = 0, 0, []
-    for notifier in notifiers:
-        message, missing = render(notifier.config.message, context)
-        if missing:
-            errors.append(f"{notifier.name}: unknown placeholders {sorted(set(missing))}")
-        payload = {"job_id": ctx.job_id, "state": state, "metrics": context["metrics"]}
-        for attempt in range(1, attempts + 1):
-            try:
-                notifier.send(message, payload)
-                sent += 1
-                break
-            except TransientError as err:
-                if attempt == attempts:
-                    failed += 1
-                    errors.append(f"{notifier.name}: {err}")
-                else:
-                    time.sleep(backoff_s * 2 ** (attempt - 1))
-            except WorkflowError as err:
-                failed += 1
-                errors.append(f"{notifier.name}: {err}")
-                break
-    return {"success_count": sent, "failure_count": failed, "errors": errors}
+    started_mono: float = field(default_factory=time.monotonic)
+    data_stats: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    notifications: dict[str, Any] | None = None
+    results_done: float = 0.0
+    #: the signal (or exception) that stopped the run
+    stopped_by: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -253,8 +121,13 @@ class AnalysisJob:
     ('COMPLETED', ['report.html', 'analysis.json'])
     """
 
-    def __init__(self, spec: Any, run_dir: str | Path = "runs", job_id: str | None = None,
-                 resume: bool = False) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        run_dir: str | Path = "runs",
+        job_id: str | None = None,
+        resume: bool = False,
+    ) -> None:
         self.spec = spec
         self.job_id = job_id or render_job_id(spec.job_id)
         self.run_root = Path(os.path.abspath(run_dir))  # normalised: no "jobs/../runs"
@@ -267,6 +140,7 @@ class AnalysisJob:
         self.charts = [registry.charts.build(v) for v in spec.visualizations]
         self.exports = [(registry.exporters.build(e), export_path(e)) for e in spec.exports]
         self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
+        self._record = RunRecord()
 
     @classmethod
     def resume(cls, job_id: str, run_dir: str | Path = "runs",
@@ -290,67 +164,150 @@ class AnalysisJob:
 
     # -- planning --------------------------------------------------------------------------
 
-    def _task(self, stage: str, name: str, fn: Any, mode: str = "apply", **hooks: Any) -> Task:
+    def _task(
+        self, stage: StepName, name: str, fn: Any, mode: Mode = "apply", **hooks: Any
+    ) -> Task:
         spec = self.spec
-        retries = DEFAULT_STEP_RETRIES[stage]
-        if spec.execution.max_retries is not None:
-            retries = min(retries, spec.execution.max_retries)
-        r = spec.execution.retry
         res = spec.resources.get(stage)
-        resources = Resources() if res is None else Resources().merged(
-            num_cpus=res.num_cpus, num_gpus=res.num_gpus, memory=res.memory,
-            resources=res.resources)
-        return Task(fn=fn, name=name, mode=mode, resources=resources,  # type: ignore[arg-type]
-                    retry=RetryPolicy(max_retries=retries, backoff=Exponential(
-                        r.initial_s, r.multiplier, r.max_s, r.jitter)),
-                    timeout_s=spec.execution.step_timeouts_s.get(stage), **hooks)
+        return Task(
+            fn=fn,
+            name=name,
+            mode=mode,
+            resources=Resources() if res is None else res.to_resources(),
+            retry=spec.execution.retry_policy(stage),
+            timeout_s=spec.execution.step_timeouts_s.get(stage),
+            **hooks,
+        )
 
     def workflow(self) -> Step:
         """The plan: every step a Ray task named ``<job_id>/<step>``."""
-        load = (self._task("load", "load.plan", partial(_plan_source, connector=self.connector),
-                           mode="fanout", on_success=self._on_planned)
-                >> self._task("load", "load", partial(_read_partition, connector=self.connector),
-                              mode="map", on_success=self._on_loaded)
-                >> self._task("load", "load.unify", _conform, mode="map").when(
-                    lambda ctx: "schema" in ctx.params, "the partitions differ in schema"))
-        preprocess = self._preprocess_flow().when(lambda ctx: bool(self.ops),
-                                                  "the spec has preprocessing operations")
-        kernel = self.kernel
-        if kernel.shuffle_keys():
-            # holistic per-group work (median, top-k...): shuffle rows by key, reduce each
-            # shard exactly, then put the shards together
-            shards = _shard_count()
-            many: Step = (
-                self._task("analyze", "analyze.shuffle", partial(
-                    _analyze_shard, kernel=kernel, shards=shards), mode="map",
-                ).with_checkpoint(False).replace_shards(shards)
-                >> self._task("analyze", "analyze", partial(_analyze_reduce, kernel=kernel),
-                              mode="map")
-                >> self._task("analyze", "analyze.combine", partial(_analyze_finish,
-                                                                    kernel=kernel),
-                              on_success=self._on_analyzed))
-        else:
-            many = (self._task("analyze", "analyze", partial(_analyze_partial, kernel=kernel),
-                               mode="map")
-                    >> self._task("analyze", "analyze.combine", partial(
-                        _analyze_combine, kernel=kernel), on_success=self._on_analyzed))
-        analyze = branch(
-            lambda ctx: ctx.state.get("partitions", 1) == 1,
-            self._task("analyze", "analyze", partial(_analyze_whole, kernel=kernel),
-                       on_success=self._on_analyzed),
-            many,
+        source = str(getattr(self.connector.config, "path", self.spec.source.type))
+        load = (
+            self._task(
+                "load",
+                "load.plan",
+                partial(steps.plan_source, connector=self.connector),
+                mode="fanout",
+                on_success=self._on_planned,
+            )
+            >> self._task(
+                "load",
+                "load",
+                partial(steps.read_partition, connector=self.connector),
+                mode="map",
+                on_success=self._on_loaded,
+            )
+            >> self._task(
+                "load",
+                "load.schema",
+                partial(steps.schema_to_conform, source=source),
+                mode="driver",
+            )
+            >> self._task("load", "load.unify", steps.conform_partition, mode="map").when(
+                steps.needs_conform, "the partitions differ in schema"
+            )
         )
+        preprocess = self._preprocess_flow().when(
+            lambda ctx: bool(self.ops), "the spec has preprocessing operations"
+        )
+        analyze = self.analyze_flow()
         info = {"user_id": self.spec.user_id, "analysis_type": self.kernel.name}
         # results re-run on resume: they write the staged files that the commit moves
-        results = self._task("results", "results", partial(
-            _make_results, charts=self.charts, exports=self.exports, staging=str(self.staging),
-            info=info), on_success=self._on_results).with_checkpoint(False)
-        notify = self._task("notify", "notify", partial(
-            _send_notifications, notifiers=self.notifiers), on_success=self._on_notified).when(
-            lambda ctx: bool(self.notifiers), "the spec has notifications")
-        complete = self._task("complete", "complete", _complete, mode="driver",
-                              on_success=self._on_completed)
+        results = self._task(
+            "results", "results.inputs", self._report_inputs, mode="driver"
+        ) >> self._task(
+            "results",
+            "results",
+            partial(
+                steps.make_results,
+                charts=self.charts,
+                exports=self.exports,
+                staging=str(self.staging),
+                info=info,
+            ),
+            on_success=self._on_results,
+        ).with_checkpoint(False)
+        info = {**info, "priority": self.spec.priority}
+        # one step per notification, each retried under the notify policy; a notifier that
+        # still fails is counted, never fatal (a finished analysis stays finished)
+        notify = parallel(
+            *(
+                self._task(
+                    "notify", "notify", partial(steps.send_notification, notifier=n, info=info)
+                )
+                .with_checkpoint(False)
+                .or_else(
+                    steps.notification_failed,
+                    "a failed notification is counted",
+                    accept=steps.is_notifier_failure,
+                )
+                for n in self.notifiers
+            )
+        ).when(lambda ctx: bool(self.notifiers), "the spec has notifications")
+        complete = self._task(
+            "complete", "complete", self._complete, mode="driver", on_success=self._on_completed
+        )
         return load >> preprocess >> analyze >> results >> notify >> complete
+
+    def analyze_flow(self) -> Step:
+        """The analyze steps: one task on a single partition (no partial state), else
+        partial states combined as a tree, or a shuffle (see :meth:`_analyze_partitions`)."""
+        return branch(
+            steps.single_partition,
+            self._task(
+                "analyze",
+                "analyze",
+                partial(steps.analyze_whole, kernel=self.kernel),
+                on_success=self._on_analyzed,
+            ),
+            self._analyze_partitions(),
+        )
+
+    def _analyze_partitions(self) -> Step:
+        """Analysis over several partitions: a partial state per partition merged as a tree
+        (no task receives more than ``execution.combine_fan_in`` states), or, for holistic
+        per-group work (median, top-k...), a shuffle by key with an exact reduce per shard."""
+        kernel = self.kernel
+        if kernel.shuffle_keys():
+            shards = _shard_count()
+            return (
+                self._task(
+                    "analyze",
+                    "analyze.shuffle",
+                    partial(steps.analyze_shard, kernel=kernel, shards=shards),
+                    mode="map",
+                )
+                .with_checkpoint(False)
+                .replace_shards(shards)
+                >> self._task(
+                    "analyze", "analyze", partial(steps.analyze_reduce, kernel=kernel), mode="map"
+                )
+                >> self._task(
+                    "analyze",
+                    "analyze.combine",
+                    partial(steps.analyze_finish, kernel=kernel),
+                    on_success=self._on_analyzed,
+                )
+            )
+        flow: Step = self._task(
+            "analyze", "analyze", partial(steps.analyze_partial, kernel=kernel), mode="map"
+        )
+        if kernel.mergeable:
+            flow = flow >> dataclasses.replace(
+                self._task(
+                    "analyze",
+                    "analyze.merge",
+                    partial(steps.analyze_merge, kernel=kernel),
+                    mode="reduce",
+                ),
+                fan_in=self.spec.execution.combine_fan_in,
+            )
+        return flow >> self._task(
+            "analyze",
+            "analyze.combine",
+            partial(steps.analyze_combine, kernel=kernel),
+            on_success=self._on_analyzed,
+        )
 
     def _preprocess_flow(self) -> Step:
         """Row-local operations run per partition; an operation that needs whole-column
@@ -360,94 +317,139 @@ class AnalysisJob:
         for op in self.ops:
             if getattr(op, "needs_stats", False):
                 if pending:
-                    flow = flow >> self._task("preprocess", "preprocess",
-                                              partial(_apply_ops, ops=pending), mode="map")
+                    flow = flow >> self._task(
+                        "preprocess",
+                        "preprocess",
+                        partial(steps.apply_ops, ops=pending),
+                        mode="map",
+                    )
                 flow = flow >> parallel(
                     Pass(),
-                    self._task("preprocess", "preprocess.stats",
-                               partial(_op_partial_stats, op=op), mode="map")
-                    >> self._task("preprocess", "preprocess.stats.merge",
-                                  partial(_op_merge_stats, op=op)),
+                    self._task(
+                        "preprocess",
+                        "preprocess.stats",
+                        partial(steps.op_partial_stats, op=op),
+                        mode="map",
+                    )
+                    >> self._task(
+                        "preprocess", "preprocess.stats.merge", partial(steps.op_merge_stats, op=op)
+                    ),
                 )
                 pending = [op]
             else:
                 pending.append(op)
-        return flow >> self._task("preprocess", "preprocess", partial(_apply_ops, ops=pending),
-                                  mode="map", on_success=self._on_preprocessed)
+        return flow >> self._task(
+            "preprocess",
+            "preprocess",
+            partial(steps.apply_ops, ops=pending),
+            mode="map",
+            on_success=self._on_preprocessed,
+        )
 
-    # -- driver-side hooks: events and metrics ---------------------------------------------
+    # -- driver side: the run's record, events and metrics -------------------------------------
 
-    def _add_time(self, ctx: RunContext, metric: str, outcome: StepOutcome) -> None:
-        ctx.metrics[metric] = ctx.metrics.get(metric, 0.0) + outcome.duration_s
-        ctx.params["metrics"] = dict(ctx.metrics)
+    def _report_inputs(self, result: Any) -> tuple[Any, steps.RunFacts]:
+        """Driver step: the analysis result with the facts the report shows beside it."""
+        return result, steps.RunFacts(dict(self._record.data_stats), dict(self._record.metrics))
+
+    def _complete(self, outcomes: Any) -> None:
+        """Driver step: the notifications' outcomes summed up (when the job has any)."""
+        if not self.notifiers:
+            return
+        summary = steps.notification_summary(fetch(outcomes))
+        record = self._record
+        record.notifications = summary
+        record.metrics.update(
+            notifications_sent=summary["success_count"],
+            notifications_failed=summary["failure_count"],
+        )
+        record.metrics["notification_time"] = (
+            record.metrics.get("notification_time", 0.0) + time.monotonic() - record.results_done
+        )
+
+    def _add_time(self, metric: str, outcome: StepOutcome) -> None:
+        metrics = self._record.metrics
+        metrics[metric] = metrics.get(metric, 0.0) + outcome.duration_s
 
     def _on_planned(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        ctx.state["partitions"] = len(outcome.output)
-        self._add_time(ctx, "data_load_time", outcome)
+        self._add_time("data_load_time", outcome)
 
     def _on_loaded(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        schemas = [r.schema for r in outcome.reports]
-        schema = schemas[0] if schemas else pa.schema([])
-        if any(not s.equals(schema) for s in schemas[1:]):
-            schema = unify(schemas)
-            ctx.params["schema"] = schema
-        if not len(schema):
-            source = getattr(self.connector.config, "path", self.spec.source.type)
-            raise InputError(f"source {source} has no columns: every partition of it is empty "
-                             "(an empty file, or a JSON document without records)",
-                             source=str(source))
-        rows = sum(r.rows or 0 for r in outcome.reports)
-        size = sum(r.bytes or 0 for r in outcome.reports)
-        stats = {"row_count": rows, "column_count": len(schema), "size_bytes": size,
-                 "partitions": len(outcome.reports),
-                 "columns": {f.name: str(f.type) for f in schema}}
-        ctx.state["data_stats"] = stats
-        ctx.params["data_stats"] = stats
-        ctx.metrics.update(row_count=rows, column_count=len(schema), size_bytes=size,
-                           partitions=len(outcome.reports))
-        self._add_time(ctx, "data_load_time", outcome)
-        ctx.emit("data_loaded", "load", job_id=ctx.job_id, row_count=rows,
-                 column_count=len(schema), size_bytes=size, partitions=len(outcome.reports))
+        source = str(getattr(self.connector.config, "path", self.spec.source.type))
+        stats = steps.loaded(Partitions(outcome.output.items, outcome.reports), source).stats
+        record = self._record
+        record.data_stats = stats
+        record.metrics.update(
+            {k: stats[k] for k in ("row_count", "column_count", "size_bytes", "partitions")}
+        )
+        self._add_time("data_load_time", outcome)
+        ctx.emit(
+            "data_loaded",
+            "load",
+            job_id=ctx.job_id,
+            row_count=stats["row_count"],
+            column_count=stats["column_count"],
+            size_bytes=stats["size_bytes"],
+            partitions=stats["partitions"],
+        )
 
     def _on_preprocessed(self, ctx: RunContext, outcome: StepOutcome) -> None:
         rows = sum(r.rows or 0 for r in outcome.reports)
-        before = ctx.metrics.get("row_count", rows)
-        ctx.metrics.update(rows_after_preprocessing=rows,
-                           preprocessing_row_reduction=before - rows)
-        self._add_time(ctx, "preprocessing_time", outcome)
-        ctx.emit("data_preprocessed", "preprocess", job_id=ctx.job_id,
-                 operations_count=len(self.ops), row_count=rows)
+        metrics = self._record.metrics
+        before = metrics.get("row_count", rows)
+        metrics.update(rows_after_preprocessing=rows, preprocessing_row_reduction=before - rows)
+        self._add_time("preprocessing_time", outcome)
+        ctx.emit(
+            "data_preprocessed",
+            "preprocess",
+            job_id=ctx.job_id,
+            operations_count=len(self.ops),
+            row_count=rows,
+        )
 
     def _on_analyzed(self, ctx: RunContext, outcome: StepOutcome) -> None:
         rows = outcome.reports[-1].rows
-        ctx.metrics["result_rows"] = rows or 0
-        self._add_time(ctx, "analysis_time", outcome)
-        ctx.emit("analysis_completed", "analyze", job_id=ctx.job_id,
-                 analysis_type=self.kernel.name, result_type=self.kernel.name, rows=rows)
+        self._record.metrics["result_rows"] = rows or 0
+        self._add_time("analysis_time", outcome)
+        ctx.emit(
+            "analysis_completed",
+            "analyze",
+            job_id=ctx.job_id,
+            analysis_type=self.kernel.name,
+            result_type=self.kernel.name,
+            rows=rows,
+        )
 
     def _on_results(self, ctx: RunContext, outcome: StepOutcome) -> None:
         manifest = ray.get(outcome.output)
-        ctx.state["manifest"] = manifest
-        ctx.metrics.update(visualizations_count=len(manifest["visualizations"]),
-                           exports_count=len(manifest["outputs"]),
-                           exports_failed=len(manifest["export_errors"]))
-        self._add_time(ctx, "results_generation_time", outcome)
-        ctx.emit("results_generated", "results", job_id=ctx.job_id,
-                 visualizations_count=len(manifest["visualizations"]),
-                 exports_count=len(manifest["outputs"]),
-                 exports_failed=len(manifest["export_errors"]))
-
-    def _on_notified(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        summary = ray.get(outcome.output)
-        ctx.state["notifications"] = summary
-        ctx.metrics.update(notifications_sent=summary["success_count"],
-                           notifications_failed=summary["failure_count"])
-        self._add_time(ctx, "notification_time", outcome)
-        ctx.emit("notifications_sent", "notify", job_id=ctx.job_id,
-                 success_count=summary["success_count"], failure_count=summary["failure_count"])
+        self._record.manifest = manifest
+        self._record.metrics.update(
+            visualizations_count=len(manifest["visualizations"]),
+            exports_count=len(manifest["outputs"]),
+            exports_failed=len(manifest["export_errors"]),
+        )
+        self._add_time("results_generation_time", outcome)
+        self._record.results_done = time.monotonic()
+        ctx.emit(
+            "results_generated",
+            "results",
+            job_id=ctx.job_id,
+            visualizations_count=len(manifest["visualizations"]),
+            exports_count=len(manifest["outputs"]),
+            exports_failed=len(manifest["export_errors"]),
+        )
 
     def _on_completed(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        ctx.metrics["total_execution_time"] = time.monotonic() - ctx.state["started_mono"]
+        record = self._record
+        if record.notifications is not None:
+            ctx.emit(
+                "notifications_sent",
+                "notify",
+                job_id=ctx.job_id,
+                success_count=record.notifications["success_count"],
+                failure_count=record.notifications["failure_count"],
+            )
+        record.metrics["total_execution_time"] = time.monotonic() - record.started_mono
 
     # -- running ----------------------------------------------------------------------------
 
@@ -489,54 +491,72 @@ class AnalysisJob:
             standard.append(otel)
         ctx = RunContext(
             job_id=self.job_id,
-            params={"info": {"user_id": self.spec.user_id, "analysis_type": self.kernel.name,
-                             "priority": self.spec.priority}},
             observers=Observers([*standard, *observers]),
             deadline=time.monotonic() + self.spec.execution.timeout_s,
-            faults=tuple(Fault(**f.model_dump()) for f in self.spec.execution.faults),
+            faults=tuple(f.to_fault() for f in self.spec.execution.faults),
             checkpoints=self._checkpoint_store(),
         )
         started = dt.datetime.now(dt.UTC)
-        ctx.state["started_mono"] = time.monotonic()
-        ctx.emit("job_resumed" if self.resuming else "job_started", None, job_id=self.job_id,
-                 user_id=self.spec.user_id, priority=self.spec.priority,
-                 analysis_type=self.kernel.name, driver=driver_identity())
+        record = self._record = RunRecord()
+        ctx.emit(
+            "job_resumed" if self.resuming else "job_started",
+            None,
+            job_id=self.job_id,
+            user_id=self.spec.user_id,
+            priority=self.spec.priority,
+            analysis_type=self.kernel.name,
+            driver=driver_identity(),
+        )
         errors: list[dict[str, Any]] = []
         warnings: list[str] = []
         interrupt: BaseException | None = None
         try:
-            with _cancelled_by_signals(ctx):
+            with _cancelled_by_signals(ctx, record):
                 self.check_resources()
                 fetch((executor or Executor()).run(self.workflow(), ctx))
-            errors += ctx.state["manifest"]["export_errors"]
+            errors += record.manifest["export_errors"]
             state = COMPLETED_WITH_ERRORS if errors else "COMPLETED"
             self._commit()
             if ctx.checkpoints is not None and not self.spec.execution.keep_checkpoints:
                 ctx.checkpoints.fs.rm(ctx.checkpoints.root, recursive=True)
-            ctx.emit("job_completed", "complete", job_id=self.job_id, state=state,
-                     errors=len(errors), execution_time=ctx.metrics.get("total_execution_time"),
-                     metrics=dict(ctx.metrics))
+            ctx.emit(
+                "job_completed",
+                "complete",
+                job_id=self.job_id,
+                state=state,
+                errors=len(errors),
+                execution_time=record.metrics.get("total_execution_time"),
+                metrics=dict(record.metrics),
+            )
         except BaseException as exc:  # every failure ends as a result, never a crash
             if not isinstance(exc, Exception):  # a second Ctrl-C, or the interpreter exits
                 interrupt = exc
-                ctx.state.setdefault("stopped_by", type(exc).__name__)
-            err = _job_error(exc, ctx)
+                record.stopped_by = record.stopped_by or type(exc).__name__
+            err = _job_error(exc, ctx, record)
             state = "CANCELED" if err.category == "cancelled" else "FAILED"
             errors.append(err.to_dict())
             shutil.rmtree(self.staging, ignore_errors=True)
             step = err.details.get("step")
             if state == "CANCELED":
-                ctx.emit("job_cancelled", step, job_id=self.job_id,
-                         signal=ctx.state.get("stopped_by"), error=err.to_dict())
+                ctx.emit(
+                    "job_cancelled",
+                    step,
+                    job_id=self.job_id,
+                    signal=record.stopped_by,
+                    error=err.to_dict(),
+                )
             else:
                 ctx.emit("job_failed", step, job_id=self.job_id, task=step,
                          error=err.to_dict())
         finally:
             jsonl.close()
-        manifest = ctx.state.get("manifest", {})
-        notes = ctx.state.get("notifications", {})
-        warnings += [f"visualization {v['index']} ({v['type']}): {v['error']}"
-                     for v in manifest.get("visualizations", []) if "error" in v]
+        manifest = record.manifest
+        notes = record.notifications or {}
+        warnings += [
+            f"visualization {v['index']} ({v['type']}): {v['error']}"
+            for v in manifest.get("visualizations", [])
+            if "error" in v
+        ]
         warnings += [f"notification failed: {e}" for e in notes.get("errors", [])]
         finished = dt.datetime.now(dt.UTC)
         result = JobResult(
@@ -545,7 +565,8 @@ class AnalysisJob:
             run_dir=str(self.job_dir), started_at=started.isoformat(),
             finished_at=finished.isoformat(),
             execution_time_s=(finished - started).total_seconds(),
-            data_stats=ctx.state.get("data_stats", {}), metrics=dict(ctx.metrics),
+            data_stats=record.data_stats,
+            metrics=dict(record.metrics),
             summary=manifest.get("summary", {}),
             outputs=manifest.get("outputs", []) if state in DONE_STATES else [],
             visualizations=manifest.get("visualizations", []), warnings=warnings, errors=errors,
@@ -575,16 +596,12 @@ class AnalysisJob:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _complete(value: Any) -> Any:
-    return value
-
-
 #: signals that stop a job: Ctrl-C, and the SIGTERM of a stop through Ray's Jobs API
 STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM (a stop through Ray's Jobs API, or kill)"}
 
 
 @contextlib.contextmanager
-def _cancelled_by_signals(ctx: RunContext) -> Iterator[None]:
+def _cancelled_by_signals(ctx: RunContext, record: RunRecord) -> Iterator[None]:
     """While the job runs, SIGINT and SIGTERM cancel it (running tasks are cancelled, the
     result says CANCELED, checkpoints stay for ``raysight resume``); a second one stops the
     process at once."""
@@ -595,7 +612,7 @@ def _cancelled_by_signals(ctx: RunContext) -> Iterator[None]:
     def stop(signum: int, _frame: Any) -> None:
         if ctx.cancelled:
             raise KeyboardInterrupt
-        ctx.state["stopped_by"] = signal.Signals(signum).name
+        record.stopped_by = signal.Signals(signum).name
         log.warning("job %s: %s received, cancelling", ctx.job_id, signal.Signals(signum).name)
         ctx.cancel()
 
@@ -607,10 +624,10 @@ def _cancelled_by_signals(ctx: RunContext) -> Iterator[None]:
             signal.signal(getattr(signal, name), handler)
 
 
-def _job_error(exc: BaseException, ctx: RunContext) -> WorkflowError:
+def _job_error(exc: BaseException, ctx: RunContext, record: RunRecord) -> WorkflowError:
     """The error a job ended with; after a stop signal, a cancellation whatever broke."""
     err = exc if isinstance(exc, WorkflowError) else classify(exc, "job")
-    by = ctx.state.get("stopped_by")
+    by = record.stopped_by
     if by is None:
         return err
     step = err.details.get("step")

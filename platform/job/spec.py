@@ -15,15 +15,28 @@ import posixpath
 import re
 import uuid
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from raysight import registry
-from raysight.engine.resources import parse_bytes
+from raysight.engine.context import Fault
+from raysight.engine.resources import Resources, parse_bytes
+from raysight.engine.retry import Exponential, RetryPolicy
+from raysight.engine.workflow import DEFAULT_FAN_IN
 from raysight.errors import InputError
+from raysight.plugins import PluginConfig
 
 SPEC_VERSION = 1
 PIPELINE_STEPS = ("load", "preprocess", "analyze", "results", "notify", "complete")
@@ -46,22 +59,38 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _size(value: Any) -> Any:
+    """A size like ``"2GiB"`` as bytes, parsed once, while the spec is validated."""
+    if isinstance(value, (str, int)) and not isinstance(value, bool):
+        try:
+            return parse_bytes(value)
+        except InputError as err:
+            raise ValueError(str(err)) from None
+    return value
+
+
 class ResourceSpec(_Strict):
     """Ray resources for every task of one pipeline step."""
 
     num_cpus: float | None = Field(default=None, ge=0)
     num_gpus: float | None = Field(default=None, ge=0)
-    memory: int | str | None = Field(default=None, description="bytes, or a size like '2GiB'")
+    memory: Annotated[
+        int | None,
+        BeforeValidator(_size),
+        WithJsonSchema(
+            {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "string"}, {"type": "null"}]}
+        ),
+    ] = Field(default=None, description="bytes, or a size like '2GiB'")
     resources: dict[str, float] | None = None
 
-    @model_validator(mode="after")
-    def _memory_is_a_size(self) -> ResourceSpec:
-        if self.memory is not None:
-            try:
-                parse_bytes(self.memory)
-            except InputError as err:
-                raise ValueError(str(err)) from None
-        return self
+    def to_resources(self) -> Resources:
+        """The engine's resources of one task (unset fields keep the engine's defaults)."""
+        return Resources().merged(
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            memory=self.memory,
+            resources=self.resources,
+        )
 
 
 class RetrySpec(_Strict):
@@ -72,6 +101,9 @@ class RetrySpec(_Strict):
     max_s: float = Field(default=60.0, ge=0)
     jitter: float = Field(default=0.1, ge=0, le=1)
 
+    def backoff(self) -> Exponential:
+        return Exponential(self.initial_s, self.multiplier, self.max_s, self.jitter)
+
 
 class FaultSpec(_Strict):
     """An injected failure (tests, chaos drills): the step fails its first `times` attempts."""
@@ -81,6 +113,9 @@ class FaultSpec(_Strict):
     times: int = Field(default=1, ge=1)
     delay_s: float = Field(default=0.0, ge=0)
     partition: int | None = Field(default=None, ge=0)
+
+    def to_fault(self) -> Fault:
+        return Fault(self.step, self.error, self.times, self.delay_s, self.partition)
 
 
 class ExecutionSpec(_Strict):
@@ -100,6 +135,21 @@ class ExecutionSpec(_Strict):
     keep_checkpoints: bool = Field(default=False, description="keep checkpoints after the job "
                                    "completed (they are always kept after a failure)")
     faults: list[FaultSpec] = Field(default_factory=list)
+    combine_fan_in: int = Field(
+        default=DEFAULT_FAN_IN,
+        ge=2,
+        description="most partial "
+        "states one combine task merges: partials of more partitions "
+        "are merged as a tree",
+    )
+
+    def retry_policy(self, step: StepName) -> RetryPolicy:
+        """The retry policy of one pipeline step: its default retries (capped by
+        ``max_retries``) with the spec's backoff."""
+        retries = DEFAULT_STEP_RETRIES[step]
+        if self.max_retries is not None:
+            retries = min(retries, self.max_retries)
+        return RetryPolicy(max_retries=retries, backoff=self.retry.backoff())
 
     @model_validator(mode="after")
     def _positive_timeouts(self) -> ExecutionSpec:
@@ -141,6 +191,21 @@ class JobSpecBase(_Strict):
             render_job_id(self.job_id)  # raises on a bad template
         _check_chart_columns(self)
         return self
+
+
+if TYPE_CHECKING:
+
+    class JobSpec(JobSpecBase):
+        """The JobSpec model :func:`spec_model` builds, as type checkers see it."""
+
+        source: PluginConfig
+        preprocessing: list[PluginConfig]
+        analysis: PluginConfig
+        visualizations: list[PluginConfig]
+        exports: list[PluginConfig]
+        notifications: list[PluginConfig]
+else:
+    JobSpec = JobSpecBase
 
 
 def _check_chart_columns(spec: Any) -> None:
@@ -204,7 +269,7 @@ def _union(configs: list[type], discriminator: str) -> Any:
 
 
 @functools.cache
-def spec_model() -> type[JobSpecBase]:
+def spec_model() -> type[JobSpec]:
     """The JobSpec model for the plugins installed now (built once per process)."""
     source = _union(registry.connectors.configs(), "type")
     op = _union(registry.preprocessors.configs(), "op")
@@ -214,7 +279,7 @@ def spec_model() -> type[JobSpecBase]:
     notify = _union(registry.notifiers.configs(), "channel")
     return create_model(  # type: ignore[call-overload,no-any-return]
         "JobSpec",
-        __base__=JobSpecBase,
+        __base__=JobSpecBase,  # type: ignore[arg-type]
         __doc__="A raysight analysis job.",
         source=(source, ...),
         preprocessing=(list[op], Field(default_factory=list)),  # type: ignore[valid-type]
@@ -286,7 +351,7 @@ def migrate(data: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     return data
 
 
-def parse_spec(data: Any, source: str = "spec") -> Any:
+def parse_spec(data: Any, source: str = "spec") -> JobSpec:
     """Validate a dict into a JobSpec (migrating older versions); raises SpecError naming
     every bad field."""
     if not isinstance(data, dict):
@@ -299,7 +364,7 @@ def parse_spec(data: Any, source: str = "spec") -> Any:
                         errors=[_loc(e["loc"], data) for e in err.errors()]) from None
 
 
-def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
     """Read a YAML or JSON spec file, apply ``KEY=VALUE`` overrides, validate."""
     path = Path(path)
     try:
