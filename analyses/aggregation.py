@@ -76,7 +76,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, model_validator
 
-from raysight.analyses.descriptive import as_frame, is_numeric, require_columns, stack
+from raysight.analyses.columns import as_frame, is_numeric, listed_once, require_columns, stack
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
 from raysight.tables import to_arrow
@@ -384,11 +384,8 @@ class AggregationConfig(PluginConfig):
 
     @model_validator(mode="after")
     def _check(self) -> AggregationConfig:
-        seen: set[str] = set()
-        for key in self.group_by:
-            if key in seen:
-                raise ValueError(f"group_by lists {key!r} more than once")
-            seen.add(key)
+        listed_once(self.group_by, "group_by")
+        seen: set[str] = set(self.group_by)
         for metric in self.metrics:
             name = metric.output_name
             if name in seen:

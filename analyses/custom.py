@@ -42,7 +42,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 from pydantic_core import PydanticCustomError
 
 from raysight import registry
-from raysight.analyses.descriptive import as_frame, is_numeric, require_columns, stack
+from raysight.analyses.columns import as_frame, is_numeric, listed_once, require_columns, stack
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
 from raysight.tables import to_arrow
@@ -76,14 +76,6 @@ ENGLISH_STOP_WORDS: frozenset[str] = frozenset(
     yourselves
     """.split()
 )
-
-
-def _unique(values: list[str] | None, field: str) -> list[str] | None:
-    if values is not None:
-        duplicates = sorted({v for v in values if values.count(v) > 1})
-        if duplicates:
-            raise ValueError(f"{field} lists {', '.join(map(repr, duplicates))} more than once")
-    return values
 
 
 def _finite(value: float | None) -> float | None:
@@ -123,7 +115,7 @@ class CorrelationConfig(PluginConfig):
     @field_validator("columns")
     @classmethod
     def _no_duplicates(cls, value: list[str] | None) -> list[str] | None:
-        return _unique(value, "columns")
+        return listed_once(value, "columns")
 
 
 @dataclass

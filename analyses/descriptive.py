@@ -13,17 +13,16 @@ value counts, so ``combine`` merges variances with Chan's formula and computes q
 n_unique exactly from the merged counts. The value counts of a column are as large as its
 number of distinct values.
 
-The module also holds the column helpers the other kernels share (``require_columns``,
-``is_numeric``, ``value_counts``, ``quantile_from_counts``).
+The module also holds the value-count helpers other kernels share (``value_counts``,
+``merge_value_counts``, ``quantile_from_counts``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
-import difflib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -31,6 +30,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, field_validator
 
+from raysight.analyses.columns import is_numeric, listed_once, require_columns, stack
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
 from raysight.tables import to_arrow
@@ -38,12 +38,8 @@ from raysight.tables import to_arrow
 __all__ = [
     "Descriptive",
     "DescriptiveConfig",
-    "as_frame",
-    "is_numeric",
     "merge_value_counts",
     "quantile_from_counts",
-    "require_columns",
-    "stack",
     "value_counts",
 ]
 
@@ -65,29 +61,7 @@ RESULT_SCHEMA = pl.Schema(
 
 
 # ---------------------------------------------------------------------------------------------
-# Column helpers shared by the kernels
-
-
-def require_columns(
-    available: Sequence[str], wanted: Iterable[str], *, what: str = "column"
-) -> None:
-    """Raise InputError naming the first wanted column that is not in ``available``."""
-    present = set(available)
-    missing = [c for c in dict.fromkeys(wanted) if c not in present]
-    if not missing:
-        return
-    name = missing[0]
-    listed = ", ".join(available[:30]) + (", ..." if len(available) > 30 else "")
-    message = f"{what} {name!r} not found; available: {listed or '(none)'}"
-    hint = difflib.get_close_matches(name, list(available), n=1)
-    if hint:
-        message += f" (did you mean {hint[0]!r}?)"
-    raise InputError(message, column=name, missing=missing, available=list(available))
-
-
-def is_numeric(dtype: pl.DataType) -> bool:
-    """True for integer and float dtypes (booleans and decimals are not numeric here)."""
-    return dtype.is_integer() or dtype.is_float()
+# Value counts (shared by the kernels that need exact distinct counts and quantiles)
 
 
 def _orderable(dtype: pl.DataType) -> bool:
@@ -116,20 +90,6 @@ def value_counts(df: pl.DataFrame, column: str) -> pl.DataFrame:
         .agg(pl.len().cast(pl.Int64).alias("count"))
         .collect()
     )
-
-
-def as_frame(table: pa.Table | pl.DataFrame) -> pl.DataFrame:
-    """A Polars DataFrame over an Arrow table (zero-copy where the types allow)."""
-    if isinstance(table, pl.DataFrame):
-        return table
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return frame
-
-
-def stack(tables: Sequence[pa.Table | pl.DataFrame]) -> pl.DataFrame:
-    """Tables of the same columns one below the other (dtypes widened where they differ)."""
-    return pl.concat([as_frame(t) for t in tables], how="vertical_relaxed")
 
 
 def merge_value_counts(tables: Sequence[pa.Table | pl.DataFrame]) -> pl.DataFrame:
@@ -184,10 +144,7 @@ class DescriptiveConfig(PluginConfig):
     @field_validator("columns")
     @classmethod
     def _no_duplicates(cls, value: list[str] | None) -> list[str] | None:
-        if value is not None:
-            duplicates = sorted({v for v in value if value.count(v) > 1})
-            if duplicates:
-                raise ValueError(f"columns lists {', '.join(map(repr, duplicates))} more than once")
+        return listed_once(value, "columns")
         return value
 
 

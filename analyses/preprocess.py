@@ -30,15 +30,8 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from raysight.analyses.descriptive import (
-    as_frame,
-    is_numeric,
-    merge_value_counts,
-    quantile_from_counts,
-    require_columns,
-    stack,
-    value_counts,
-)
+from raysight.analyses.columns import as_frame, is_numeric, listed_once, require_columns, stack
+from raysight.analyses.descriptive import merge_value_counts, quantile_from_counts, value_counts
 from raysight.errors import InputError
 from raysight.plugins import PluginConfig, Preprocessor
 
@@ -79,13 +72,6 @@ __all__ = [
 # Shared checks
 
 
-def _unique_list(values: list[str], field: str) -> list[str]:
-    duplicates = sorted({v for v in values if values.count(v) > 1})
-    if duplicates:
-        raise ValueError(f"{field} lists {', '.join(map(repr, duplicates))} more than once")
-    return values
-
-
 def _missing(column: str, dtype: pl.DataType) -> pl.Expr:
     expr = pl.col(column).is_null()
     return expr | pl.col(column).is_nan() if dtype.is_float() else expr
@@ -107,7 +93,7 @@ class DropMissingConfig(PluginConfig):
     @field_validator("columns")
     @classmethod
     def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return _unique_list(value, "columns")
+        return listed_once(value, "columns")
 
 
 class DropMissing(Preprocessor[DropMissingConfig]):
@@ -156,7 +142,7 @@ class FillMissingConfig(PluginConfig):
     @field_validator("columns")
     @classmethod
     def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return _unique_list(value, "columns")
+        return listed_once(value, "columns")
 
     @model_validator(mode="after")
     def _value_matches_method(self) -> FillMissingConfig:
@@ -400,7 +386,7 @@ class SelectColumnsConfig(PluginConfig):
     @field_validator("columns")
     @classmethod
     def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return _unique_list(value, "columns")
+        return listed_once(value, "columns")
 
 
 class SelectColumns(Preprocessor[SelectColumnsConfig]):
@@ -513,7 +499,7 @@ class NormalizeConfig(PluginConfig):
     @field_validator("columns")
     @classmethod
     def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return _unique_list(value, "columns")
+        return listed_once(value, "columns")
 
 
 class Normalize(Preprocessor[NormalizeConfig]):
@@ -899,7 +885,7 @@ class RenameConfig(PluginConfig):
     def _distinct_targets(cls, value: dict[str, str]) -> dict[str, str]:
         if any(not new for new in value.values()):
             raise ValueError("a new column name must not be empty")
-        _unique_list(list(value.values()), "the new names")
+        listed_once(list(value.values()), "the new names")
         return value
 
 
@@ -938,7 +924,7 @@ class DeduplicateConfig(PluginConfig):
     @field_validator("columns")
     @classmethod
     def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return _unique_list(value, "columns")
+        return listed_once(value, "columns")
 
 
 class Deduplicate(Preprocessor[DeduplicateConfig]):
@@ -1122,7 +1108,7 @@ class DateExtractionConfig(PluginConfig):
     @field_validator("parts")
     @classmethod
     def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return _unique_list(value, "parts")
+        return listed_once(value, "parts")
 
 
 class DateExtraction(Preprocessor[DateExtractionConfig]):

@@ -114,7 +114,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 from pydantic import Field, field_validator, model_validator
 
-from raysight.analyses.descriptive import as_frame, is_numeric, require_columns, stack
+from raysight.analyses.columns import as_frame, is_numeric, require_columns, stack
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
 from raysight.tables import to_arrow
