@@ -1,0 +1,166 @@
+"""The file connector: checks a source, plans its partitions and reads each into a table."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from fsspec import AbstractFileSystem
+from fsspec.core import url_to_fs
+from fsspec.utils import infer_compression
+
+from raysight.connectors.files.config import CsvOptions, FileSourceConfig, Format
+from raysight.connectors.files.delimited import (
+    SNIFF_BYTES,
+    ascii_compatible,
+    csv_parser,
+    delimiter_of,
+    read_header,
+    source_delimiter,
+)
+from raysight.connectors.files.errors import translated_errors
+from raysight.connectors.files.listing import SourceFile, list_files, shown
+from raysight.connectors.files.parsing import parse_ndjson, parse_text, read_json_document
+from raysight.connectors.files.ranges import (
+    line_ranges,
+    part_label,
+    read_all,
+    row_group_ranges,
+    starts_with_ndjson_record,
+)
+from raysight.errors import InputError
+from raysight.plugins import Connector, PartitionSpec
+
+log = logging.getLogger(__name__)
+
+_BLANK = "\ufeff \t\r\n"
+
+
+class FileConnector(Connector[FileSourceConfig]):
+    """Reads CSV, JSON, NDJSON and Parquet files into Arrow tables, one per partition.
+
+    ``PartitionSpec.location`` is the file's full URL (``file:///abs/path.csv``), so a Ray
+    worker anywhere can open it. ``PartitionSpec.options`` holds:
+
+    * ``format``: ``csv``, ``json``, ``ndjson`` or ``parquet`` (always);
+    * ``start``, ``end``: the byte range of a split CSV or NDJSON file;
+    * ``column_names``: the header of a split CSV file, on its partitions after the first;
+    * ``delimiter``: the CSV delimiter of this file;
+    * ``compression``: fsspec compression (``gzip``, ``bz2``...) of a compressed text file;
+    * ``row_groups``: the row group indices of a split Parquet file.
+    """
+
+    name = "file"
+    Config = FileSourceConfig
+
+    # -- driver ---------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise InputError when the path matches no readable file of the format, or only
+        files without data: zero bytes, or a CSV without a header line. (An empty file among
+        others of a folder reads as an empty table.)"""
+        fs, files = list_files(self.config)
+        first = files[0]
+        where = shown(fs, first.path)
+        if all(f.size == 0 for f in files):
+            what = where if len(files) == 1 else f"every file of {self.config.path}"
+            raise InputError(f"{what} is empty (0 bytes): there is nothing to read",
+                             path=where)
+        text_file = len(files) == 1 and first.format in ("csv", "ndjson")
+        with translated_errors(where, first.format):
+            with fs.open(first.path, "rb", compression=infer_compression(first.path)) as f:
+                head = f.read(SNIFF_BYTES if text_file else 1)
+        if text_file and not head.decode(self._csv.encoding if first.format == "csv"
+                                         else "utf-8", errors="replace").strip(_BLANK):
+            needs = "its header line" if first.format == "csv" and self._csv.header \
+                else "one record"
+            raise InputError(f"{where} holds only blank lines: the file needs at least {needs}",
+                             path=where)
+
+    # -- planning -------------------------------------------------------------------------
+
+    def plan(self) -> list[PartitionSpec]:
+        """One partition per file (in path order); a file over ``partition_bytes`` is split."""
+        fs, files = list_files(self.config)
+        delimiter = source_delimiter(self._csv, fs, files, self.config.path)
+        partitions: list[PartitionSpec] = []
+        for file in files:
+            with translated_errors(shown(fs, file.path), file.format):
+                partitions.extend(self._plan_file(fs, file, delimiter))
+        log.debug("planned %d partitions for %s", len(partitions), self.config.path)
+        return partitions
+
+    def _plan_file(self, fs: AbstractFileSystem, file: SourceFile,
+                   delimiter: str | None) -> list[PartitionSpec]:
+        location = fs.unstrip_protocol(file.path)
+        options: dict[str, Any] = {"format": file.format}
+        compression = infer_compression(file.path) if file.format != "parquet" else None
+        if compression:
+            options["compression"] = compression
+        if file.format == "csv":
+            options["delimiter"] = delimiter or delimiter_of(self._csv, file.path)
+        whole = [PartitionSpec(file.relpath, location, file.size, options)]
+        if not self.config.split_files or compression or file.size <= self.config.partition_bytes:
+            return whole
+
+        if file.format == "parquet":
+            groups = row_group_ranges(fs, file.path, self.config.partition_bytes)
+            return [
+                PartitionSpec(
+                    part_label(file.relpath, i, len(groups)),
+                    location,
+                    nbytes,
+                    {**options, "row_groups": row_groups},
+                )
+                for i, (row_groups, nbytes) in enumerate(groups)
+            ]
+
+        first_min = 1
+        header: list[str] | None = None
+        if file.format == "json":
+            if not starts_with_ndjson_record(fs, file.path):
+                return whole  # an array of records (or pretty-printed objects): one piece
+            options["format"] = "ndjson"
+        elif file.format == "csv":
+            if self._csv.newlines_in_values or not ascii_compatible(self._csv.encoding):
+                return whole  # a b"\n" may not end a row (in quotes; in UTF-16/32)
+            if self._csv.header:
+                header, header_end = read_header(self._csv, fs, file.path, options["delimiter"])
+                first_min = header_end + 1  # the first partition gets a data line, too
+        ranges = line_ranges(fs, file.path, file.size, self.config.partition_bytes, first_min)
+        return [
+            PartitionSpec(
+                part_label(file.relpath, i, len(ranges)),
+                location,
+                end - start,
+                {**options, "start": start, "end": end}
+                | ({"column_names": header} if header is not None and start > 0 else {}),
+            )
+            for i, (start, end) in enumerate(ranges)
+        ]
+
+    # -- reading --------------------------------------------------------------------------
+
+    def read(self, partition: PartitionSpec) -> pa.Table:
+        """Parse one partition into an Arrow table (InputError for malformed input)."""
+        opts = partition.options
+        fmt: Format = opts["format"]
+        fs, path = url_to_fs(partition.location)
+        with translated_errors(shown(fs, path), fmt, partition.label, opts):
+            if fmt == "parquet":
+                with fs.open(path, "rb") as f:
+                    pfile = pq.ParquetFile(f)
+                    if "row_groups" in opts:
+                        return pfile.read_row_groups(opts["row_groups"])
+                    return pfile.read()
+            if fmt == "json":
+                return read_json_document(read_all(fs, path, opts))
+            if fmt == "ndjson":
+                return parse_text(fs, path, opts, parse_ndjson)
+            return parse_text(fs, path, opts, csv_parser(self._csv, opts))
+
+    @property
+    def _csv(self) -> CsvOptions:
+        return self.config.csv or CsvOptions()

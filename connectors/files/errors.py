@@ -1,0 +1,59 @@
+"""Filesystem and parser errors turned into raysight errors that name the file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+
+from raysight.errors import InputError, PermissionDenied, TransientError
+
+
+class Malformed(ValueError):
+    """Input that parsed but cannot be a table (a JSON array of numbers)."""
+
+
+_FORMAT_NAMES = {"csv": "CSV", "json": "JSON", "ndjson": "NDJSON", "parquet": "Parquet"}
+
+
+@contextmanager
+def translated_errors(
+    shown: str, fmt: str, label: str | None = None, opts: dict[str, Any] | None = None
+) -> Iterator[None]:
+    """Turn filesystem and parser errors into raysight errors that name the file."""
+    details: dict[str, Any] = {"path": shown}
+    if label is not None:
+        details["partition"] = label
+    where = shown
+    if opts and "start" in opts:
+        details.update(start=opts["start"], end=opts["end"])
+        where = f"{shown} (bytes {opts['start']}-{opts['end']})"
+    what = _FORMAT_NAMES.get(fmt, fmt)
+    try:
+        yield
+    except (InputError, PermissionDenied, TransientError):
+        raise
+    except FileNotFoundError as exc:
+        raise InputError(f"source file not found: {shown}", **details) from exc
+    except PermissionError as exc:
+        raise PermissionDenied(f"permission denied: {shown}", **details) from exc
+    except (ConnectionError, TimeoutError) as exc:
+        raise TransientError(f"cannot reach {shown}: {exc}", **details) from exc
+    except IsADirectoryError as exc:
+        raise InputError(f"expected a file, found a folder: {shown}", **details) from exc
+    except (pa.ArrowException, UnicodeError, Malformed) as exc:
+        raise InputError(f"malformed {what} in {where}: {_clean(exc)}", **details) from exc
+    except OSError as exc:
+        if fmt != "parquet":
+            raise
+        # pyarrow reports a truncated footer as OSError ("Couldn't deserialize thrift")
+        raise InputError(f"malformed {what} in {where}: {_clean(exc)}", **details) from exc
+
+
+def _clean(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for prefix in ("CSV parse error: ", "JSON parse error: "):
+        text = text.removeprefix(prefix)
+    return text.replace("/rows/[]", "")
