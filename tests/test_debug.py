@@ -23,7 +23,7 @@ from raysight.engine.retry import Fixed, RetryPolicy
 from raysight.engine.trace import StepRecord, TraceInfo
 from raysight.engine.workflow import Pass, branch, parallel, step, tasks
 from raysight.errors import PermanentError
-from raysight.job.pipeline import JobResult
+from raysight.job.result import JobResult
 
 FAST = RetryPolicy(max_retries=2, backoff=Fixed(0.01))
 MERMAID_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -8,36 +8,32 @@ failed job leaves no partial output files.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
 import os
 import shutil
-import signal
-import threading
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import ray
 
 from raysight import registry
 from raysight.engine.checkpoint import CheckpointStore
-from raysight.engine.context import Partitions, RunContext, StepOutcome
+from raysight.engine.context import RunContext
 from raysight.engine.events import EventLog, JsonlObserver, Observers
 from raysight.engine.executor import Executor, fetch
-from raysight.engine.failures import classify
 from raysight.engine.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.engine.resources import Resources, node_resources
 from raysight.engine.workflow import Mode, Pass, Step, Task, branch, parallel, tasks
-from raysight.errors import Cancelled, InputError, WorkflowError
+from raysight.errors import InputError
 from raysight.job import steps
+from raysight.job.record import RunRecord
+from raysight.job.result import DONE_STATES, JobResult, write_json_atomic
 from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
 from raysight.job.spec import (
     JobSpec,
@@ -48,64 +44,12 @@ from raysight.job.spec import (
     render_job_id,
 )
 from raysight.job.steps import COMPLETED_WITH_ERRORS
+from raysight.job.stopping import cancelled_by_signals, job_error
 
 log = logging.getLogger(__name__)
 
 STAGING = ".staging"
 SPEC_FILE = "spec.json"
-DONE_STATES = ("COMPLETED", COMPLETED_WITH_ERRORS)
-
-
-@dataclass
-class JobResult:
-    """What a finished job reports (written as ``result.json``)."""
-
-    job_id: str
-    user_id: str
-    state: str  # COMPLETED | COMPLETED_WITH_ERRORS | FAILED | CANCELED
-    analysis_type: str
-    priority: int
-    run_dir: str
-    started_at: str
-    finished_at: str
-    execution_time_s: float
-    data_stats: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    summary: dict[str, Any] = field(default_factory=dict)
-    outputs: list[str] = field(default_factory=list)
-    visualizations: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    execution_path: list[str] = field(default_factory=list)
-    steps: dict[str, Any] = field(default_factory=dict)
-    trace: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        """True when the job completed and wrote every output it was asked for."""
-        return self.state == "COMPLETED"
-
-    @property
-    def input_error(self) -> bool:
-        """True when the job failed because of its input (exit status 2 in the CLI)."""
-        return any(e.get("category") in ("invalid_input", "invalid_spec") for e in self.errors)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class RunRecord:
-    """What the driver records about one run of a job, for its result and the steps' inputs."""
-
-    started_mono: float = field(default_factory=time.monotonic)
-    data_stats: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    manifest: dict[str, Any] = field(default_factory=dict)
-    notifications: dict[str, Any] | None = None
-    results_done: float = 0.0
-    #: the signal (or exception) that stopped the run
-    stopped_by: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -140,7 +84,7 @@ class AnalysisJob:
         self.charts = [registry.charts.build(v) for v in spec.visualizations]
         self.exports = [(registry.exporters.build(e), export_path(e)) for e in spec.exports]
         self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
-        self._record = RunRecord()
+        self._record = self._new_record()
 
     @classmethod
     def resume(cls, job_id: str, run_dir: str | Path = "runs",
@@ -188,14 +132,14 @@ class AnalysisJob:
                 "load.plan",
                 partial(steps.plan_source, connector=self.connector),
                 mode="fanout",
-                on_success=self._on_planned,
+                on_success=self._record.on_planned,
             )
             >> self._task(
                 "load",
                 "load",
                 partial(steps.read_partition, connector=self.connector),
                 mode="map",
-                on_success=self._on_loaded,
+                on_success=self._record.on_loaded,
             )
             >> self._task(
                 "load",
@@ -214,7 +158,7 @@ class AnalysisJob:
         info = {"user_id": self.spec.user_id, "analysis_type": self.kernel.name}
         # results re-run on resume: they write the staged files that the commit moves
         results = self._task(
-            "results", "results.inputs", self._report_inputs, mode="driver"
+            "results", "results.inputs", self._record.report_inputs, mode="driver"
         ) >> self._task(
             "results",
             "results",
@@ -225,7 +169,7 @@ class AnalysisJob:
                 staging=str(self.staging),
                 info=info,
             ),
-            on_success=self._on_results,
+            on_success=self._record.on_results,
         ).with_checkpoint(False)
         info = {**info, "priority": self.spec.priority}
         # one step per notification, each retried under the notify policy; a notifier that
@@ -245,7 +189,11 @@ class AnalysisJob:
             )
         ).when(lambda ctx: bool(self.notifiers), "the spec has notifications")
         complete = self._task(
-            "complete", "complete", self._complete, mode="driver", on_success=self._on_completed
+            "complete",
+            "complete",
+            self._record.complete,
+            mode="driver",
+            on_success=self._record.on_completed,
         )
         return load >> preprocess >> analyze >> results >> notify >> complete
 
@@ -258,7 +206,7 @@ class AnalysisJob:
                 "analyze",
                 "analyze",
                 partial(steps.analyze_whole, kernel=self.kernel),
-                on_success=self._on_analyzed,
+                on_success=self._record.on_analyzed,
             ),
             self._analyze_partitions(),
         )
@@ -286,7 +234,7 @@ class AnalysisJob:
                     "analyze",
                     "analyze.combine",
                     partial(steps.analyze_finish, kernel=kernel),
-                    on_success=self._on_analyzed,
+                    on_success=self._record.on_analyzed,
                 )
             )
         flow: Step = self._task(
@@ -306,7 +254,7 @@ class AnalysisJob:
             "analyze",
             "analyze.combine",
             partial(steps.analyze_combine, kernel=kernel),
-            on_success=self._on_analyzed,
+            on_success=self._record.on_analyzed,
         )
 
     def _preprocess_flow(self) -> Step:
@@ -343,113 +291,8 @@ class AnalysisJob:
             "preprocess",
             partial(steps.apply_ops, ops=pending),
             mode="map",
-            on_success=self._on_preprocessed,
+            on_success=self._record.on_preprocessed,
         )
-
-    # -- driver side: the run's record, events and metrics -------------------------------------
-
-    def _report_inputs(self, result: Any) -> tuple[Any, steps.RunFacts]:
-        """Driver step: the analysis result with the facts the report shows beside it."""
-        return result, steps.RunFacts(dict(self._record.data_stats), dict(self._record.metrics))
-
-    def _complete(self, outcomes: Any) -> None:
-        """Driver step: the notifications' outcomes summed up (when the job has any)."""
-        if not self.notifiers:
-            return
-        summary = steps.notification_summary(fetch(outcomes))
-        record = self._record
-        record.notifications = summary
-        record.metrics.update(
-            notifications_sent=summary["success_count"],
-            notifications_failed=summary["failure_count"],
-        )
-        record.metrics["notification_time"] = (
-            record.metrics.get("notification_time", 0.0) + time.monotonic() - record.results_done
-        )
-
-    def _add_time(self, metric: str, outcome: StepOutcome) -> None:
-        metrics = self._record.metrics
-        metrics[metric] = metrics.get(metric, 0.0) + outcome.duration_s
-
-    def _on_planned(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        self._add_time("data_load_time", outcome)
-
-    def _on_loaded(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        source = str(getattr(self.connector.config, "path", self.spec.source.type))
-        stats = steps.loaded(Partitions(outcome.output.items, outcome.reports), source).stats
-        record = self._record
-        record.data_stats = stats
-        record.metrics.update(
-            {k: stats[k] for k in ("row_count", "column_count", "size_bytes", "partitions")}
-        )
-        self._add_time("data_load_time", outcome)
-        ctx.emit(
-            "data_loaded",
-            "load",
-            job_id=ctx.job_id,
-            row_count=stats["row_count"],
-            column_count=stats["column_count"],
-            size_bytes=stats["size_bytes"],
-            partitions=stats["partitions"],
-        )
-
-    def _on_preprocessed(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        rows = sum(r.rows or 0 for r in outcome.reports)
-        metrics = self._record.metrics
-        before = metrics.get("row_count", rows)
-        metrics.update(rows_after_preprocessing=rows, preprocessing_row_reduction=before - rows)
-        self._add_time("preprocessing_time", outcome)
-        ctx.emit(
-            "data_preprocessed",
-            "preprocess",
-            job_id=ctx.job_id,
-            operations_count=len(self.ops),
-            row_count=rows,
-        )
-
-    def _on_analyzed(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        rows = outcome.reports[-1].rows
-        self._record.metrics["result_rows"] = rows or 0
-        self._add_time("analysis_time", outcome)
-        ctx.emit(
-            "analysis_completed",
-            "analyze",
-            job_id=ctx.job_id,
-            analysis_type=self.kernel.name,
-            result_type=self.kernel.name,
-            rows=rows,
-        )
-
-    def _on_results(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        manifest = ray.get(outcome.output)
-        self._record.manifest = manifest
-        self._record.metrics.update(
-            visualizations_count=len(manifest["visualizations"]),
-            exports_count=len(manifest["outputs"]),
-            exports_failed=len(manifest["export_errors"]),
-        )
-        self._add_time("results_generation_time", outcome)
-        self._record.results_done = time.monotonic()
-        ctx.emit(
-            "results_generated",
-            "results",
-            job_id=ctx.job_id,
-            visualizations_count=len(manifest["visualizations"]),
-            exports_count=len(manifest["outputs"]),
-            exports_failed=len(manifest["export_errors"]),
-        )
-
-    def _on_completed(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        record = self._record
-        if record.notifications is not None:
-            ctx.emit(
-                "notifications_sent",
-                "notify",
-                job_id=ctx.job_id,
-                success_count=record.notifications["success_count"],
-                failure_count=record.notifications["failure_count"],
-            )
-        record.metrics["total_execution_time"] = time.monotonic() - record.started_mono
 
     # -- running ----------------------------------------------------------------------------
 
@@ -481,7 +324,7 @@ class AnalysisJob:
     def _run(self, observers: Iterable[Any], executor: Executor | None) -> JobResult:
         self.staging.mkdir(parents=True, exist_ok=True)
         if not self.resuming:
-            _write_json_atomic(self.job_dir / SPEC_FILE, self.spec.model_dump(mode="json"))
+            write_json_atomic(self.job_dir / SPEC_FILE, self.spec.model_dump(mode="json"))
         events = EventLog()
         jsonl = JsonlObserver(self.job_dir / "events.jsonl")
         standard = [events, jsonl, MetricsObserver(),
@@ -497,7 +340,7 @@ class AnalysisJob:
             checkpoints=self._checkpoint_store(),
         )
         started = dt.datetime.now(dt.UTC)
-        record = self._record = RunRecord()
+        record = self._record = self._new_record()
         ctx.emit(
             "job_resumed" if self.resuming else "job_started",
             None,
@@ -511,7 +354,7 @@ class AnalysisJob:
         warnings: list[str] = []
         interrupt: BaseException | None = None
         try:
-            with _cancelled_by_signals(ctx, record):
+            with cancelled_by_signals(ctx, record):
                 self.check_resources()
                 fetch((executor or Executor()).run(self.workflow(), ctx))
             errors += record.manifest["export_errors"]
@@ -532,7 +375,7 @@ class AnalysisJob:
             if not isinstance(exc, Exception):  # a second Ctrl-C, or the interpreter exits
                 interrupt = exc
                 record.stopped_by = record.stopped_by or type(exc).__name__
-            err = _job_error(exc, ctx, record)
+            err = job_error(exc, ctx, record)
             state = "CANCELED" if err.category == "cancelled" else "FAILED"
             errors.append(err.to_dict())
             shutil.rmtree(self.staging, ignore_errors=True)
@@ -574,10 +417,18 @@ class AnalysisJob:
             steps={k: v.to_dict() for k, v in ctx.trace.stats.items()},
             trace=ctx.trace.to_dict(),
         )
-        _write_json_atomic(self.job_dir / "result.json", result.to_dict())
+        write_json_atomic(self.job_dir / "result.json", result.to_dict())
         if interrupt is not None:
             raise interrupt
         return result
+
+    def _new_record(self) -> RunRecord:
+        return RunRecord(
+            source=str(getattr(self.connector.config, "path", self.spec.source.type)),
+            analysis_type=self.kernel.name,
+            operations=len(self.ops),
+            notifies=bool(self.notifiers),
+        )
 
     def _checkpoint_store(self) -> CheckpointStore | None:
         execution = self.spec.execution
@@ -596,47 +447,6 @@ class AnalysisJob:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-#: signals that stop a job: Ctrl-C, and the SIGTERM of a stop through Ray's Jobs API
-STOP_SIGNALS = {"SIGINT": "Ctrl-C", "SIGTERM": "SIGTERM (a stop through Ray's Jobs API, or kill)"}
-
-
-@contextlib.contextmanager
-def _cancelled_by_signals(ctx: RunContext, record: RunRecord) -> Iterator[None]:
-    """While the job runs, SIGINT and SIGTERM cancel it (running tasks are cancelled, the
-    result says CANCELED, checkpoints stay for ``raysight resume``); a second one stops the
-    process at once."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, _frame: Any) -> None:
-        if ctx.cancelled:
-            raise KeyboardInterrupt
-        record.stopped_by = signal.Signals(signum).name
-        log.warning("job %s: %s received, cancelling", ctx.job_id, signal.Signals(signum).name)
-        ctx.cancel()
-
-    previous = {name: signal.signal(getattr(signal, name), stop) for name in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for name, handler in previous.items():
-            signal.signal(getattr(signal, name), handler)
-
-
-def _job_error(exc: BaseException, ctx: RunContext, record: RunRecord) -> WorkflowError:
-    """The error a job ended with; after a stop signal, a cancellation whatever broke."""
-    err = exc if isinstance(exc, WorkflowError) else classify(exc, "job")
-    by = record.stopped_by
-    if by is None:
-        return err
-    step = err.details.get("step")
-    how = STOP_SIGNALS.get(by, by)
-    return Cancelled(f"job {ctx.job_id} was stopped by {how}"
-                     + (f" during step {step!r}" if step else "")
-                     + f"; `raysight resume {ctx.job_id}` finishes it", step=step, signal=by)
-
-
 def _shard_count() -> int:
     """Shards of a shuffle: one per CPU of the cluster (at least two)."""
     cpus = ray.cluster_resources().get("CPU", 2) if ray.is_initialized() else 2
@@ -652,21 +462,4 @@ def _absolute_source(source: Any) -> Any:
     return source
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False),
-                   encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, (dt.date, dt.datetime)):
-        return value.isoformat()
-    if isinstance(value, pa.Schema):
-        return {f.name: str(f.type) for f in value}
-    return str(value)
-
-
-__all__ = ["AnalysisJob", "JobResult"]
+__all__ = ["AnalysisJob"]

@@ -1,0 +1,139 @@
+"""The driver's record of one run: data statistics, metrics, the results' manifest and the
+notifications' outcome, filled in by the steps' success hooks, which also emit the job's
+progress events (``data_loaded``, ``analysis_completed`` ...)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from raysight.engine.context import Partitions, RunContext, StepOutcome
+from raysight.engine.executor import fetch
+from raysight.job import steps
+
+
+@dataclass
+class RunRecord:
+    """What the driver records about one run of a job, for its result and the steps' inputs.
+
+    ``source``, ``analysis_type``, ``operations`` and ``notifies`` describe the job for the
+    events; the rest fills in as the steps succeed."""
+
+    source: str = ""
+    analysis_type: str = ""
+    operations: int = 0
+    notifies: bool = False
+    started_mono: float = field(default_factory=time.monotonic)
+    data_stats: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    notifications: dict[str, Any] | None = None
+    results_done: float = 0.0
+    #: the signal (or exception) that stopped the run
+    stopped_by: str | None = None
+
+    # -- driver steps ---------------------------------------------------------------------
+
+    def report_inputs(self, result: Any) -> tuple[Any, steps.RunFacts]:
+        """Driver step: the analysis result with the facts the report shows beside it."""
+        return result, steps.RunFacts(dict(self.data_stats), dict(self.metrics))
+
+    def complete(self, outcomes: Any) -> None:
+        """Driver step: the notifications' outcomes summed up (when the job has any)."""
+        if not self.notifies:
+            return
+        summary = steps.notification_summary(fetch(outcomes))
+        self.notifications = summary
+        self.metrics.update(
+            notifications_sent=summary["success_count"],
+            notifications_failed=summary["failure_count"],
+        )
+        self.metrics["notification_time"] = (
+            self.metrics.get("notification_time", 0.0) + time.monotonic() - self.results_done
+        )
+
+    # -- success hooks --------------------------------------------------------------------
+
+    def _add_time(self, metric: str, outcome: StepOutcome) -> None:
+        metrics = self.metrics
+        metrics[metric] = metrics.get(metric, 0.0) + outcome.duration_s
+
+    def on_planned(self, ctx: RunContext, outcome: StepOutcome) -> None:
+        self._add_time("data_load_time", outcome)
+
+    def on_loaded(self, ctx: RunContext, outcome: StepOutcome) -> None:
+        stats = steps.loaded(Partitions(outcome.output.items, outcome.reports), self.source).stats
+        self.data_stats = stats
+        self.metrics.update(
+            {k: stats[k] for k in ("row_count", "column_count", "size_bytes", "partitions")}
+        )
+        self._add_time("data_load_time", outcome)
+        ctx.emit(
+            "data_loaded",
+            "load",
+            job_id=ctx.job_id,
+            row_count=stats["row_count"],
+            column_count=stats["column_count"],
+            size_bytes=stats["size_bytes"],
+            partitions=stats["partitions"],
+        )
+
+    def on_preprocessed(self, ctx: RunContext, outcome: StepOutcome) -> None:
+        rows = sum(r.rows or 0 for r in outcome.reports)
+        metrics = self.metrics
+        before = metrics.get("row_count", rows)
+        metrics.update(rows_after_preprocessing=rows, preprocessing_row_reduction=before - rows)
+        self._add_time("preprocessing_time", outcome)
+        ctx.emit(
+            "data_preprocessed",
+            "preprocess",
+            job_id=ctx.job_id,
+            operations_count=self.operations,
+            row_count=rows,
+        )
+
+    def on_analyzed(self, ctx: RunContext, outcome: StepOutcome) -> None:
+        rows = outcome.reports[-1].rows
+        self.metrics["result_rows"] = rows or 0
+        self._add_time("analysis_time", outcome)
+        ctx.emit(
+            "analysis_completed",
+            "analyze",
+            job_id=ctx.job_id,
+            analysis_type=self.analysis_type,
+            result_type=self.analysis_type,
+            rows=rows,
+        )
+
+    def on_results(self, ctx: RunContext, outcome: StepOutcome) -> None:
+        manifest = ray.get(outcome.output)
+        self.manifest = manifest
+        self.metrics.update(
+            visualizations_count=len(manifest["visualizations"]),
+            exports_count=len(manifest["outputs"]),
+            exports_failed=len(manifest["export_errors"]),
+        )
+        self._add_time("results_generation_time", outcome)
+        self.results_done = time.monotonic()
+        ctx.emit(
+            "results_generated",
+            "results",
+            job_id=ctx.job_id,
+            visualizations_count=len(manifest["visualizations"]),
+            exports_count=len(manifest["outputs"]),
+            exports_failed=len(manifest["export_errors"]),
+        )
+
+    def on_completed(self, ctx: RunContext, outcome: StepOutcome) -> None:
+        if self.notifications is not None:
+            ctx.emit(
+                "notifications_sent",
+                "notify",
+                job_id=ctx.job_id,
+                success_count=self.notifications["success_count"],
+                failure_count=self.notifications["failure_count"],
+            )
+        self.metrics["total_execution_time"] = time.monotonic() - self.started_mono

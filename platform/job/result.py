@@ -1,0 +1,73 @@
+"""What a finished job reports (``result.json``), and how the driver writes its JSON files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from raysight.job.steps import COMPLETED_WITH_ERRORS
+
+#: the states of a job that wrote its outputs
+DONE_STATES = ("COMPLETED", COMPLETED_WITH_ERRORS)
+
+
+@dataclass
+class JobResult:
+    """What a finished job reports (written as ``result.json``)."""
+
+    job_id: str
+    user_id: str
+    state: str  # COMPLETED | COMPLETED_WITH_ERRORS | FAILED | CANCELED
+    analysis_type: str
+    priority: int
+    run_dir: str
+    started_at: str
+    finished_at: str
+    execution_time_s: float
+    data_stats: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+    visualizations: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    execution_path: list[str] = field(default_factory=list)
+    steps: dict[str, Any] = field(default_factory=dict)
+    trace: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when the job completed and wrote every output it was asked for."""
+        return self.state == "COMPLETED"
+
+    @property
+    def input_error(self) -> bool:
+        """True when the job failed because of its input (exit status 2 in the CLI)."""
+        return any(e.get("category") in ("invalid_input", "invalid_spec") for e in self.errors)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON so that ``path`` appears whole or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False),
+                   encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, pa.Schema):
+        return {f.name: str(f.type) for f in value}
+    return str(value)
