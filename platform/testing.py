@@ -87,7 +87,7 @@ SEEDS = (0, 1, 2)
 RTOL = 1e-9
 
 ConfigArg = Mapping[str, Any] | Callable[[Path], Mapping[str, Any]]
-PluginArg = type | str
+PluginArg = type[Any] | str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -110,7 +110,7 @@ def _kind_of(plugin: PluginArg, kind: str | None) -> str:
     return found[0]
 
 
-def _resolve(plugin: PluginArg, kind: str | None) -> tuple[str, type]:
+def _resolve(plugin: PluginArg, kind: str | None) -> tuple[str, type[Any]]:
     """The plugin's kind and class (a name is looked up in that kind's registry)."""
     kind = _kind_of(plugin, kind)
     cls = plugin if isinstance(plugin, type) else KINDS[kind][0].get(plugin)
@@ -130,7 +130,7 @@ def _config_dict(config: ConfigArg, folder: Path) -> dict[str, Any]:
     return dict(config(folder) if callable(config) else config)
 
 
-def _build(cls: type, config: Mapping[str, Any]) -> Any:
+def _build(cls: type[Any], config: Mapping[str, Any]) -> Any:
     return cls(cls.Config.model_validate(dict(config)))
 
 
@@ -534,7 +534,7 @@ def check_connector_reads(plugin: PluginArg, config: ConfigArg, table: pa.Table 
         assert isinstance(t, pa.Table), f"read({spec.label}) returned {type(t).__name__}"
     read = pl.concat([_frame(t) for t in tables], how="vertical_relaxed")
     assert read.columns == expected.columns, f"columns {read.columns} != {expected.columns}"
-    assert_tables_match(read.cast(dict(expected.schema), strict=False), expected,
+    assert_tables_match(read.cast(expected.schema, strict=False), expected,
                         what=f"{len(specs)} partitions read")
 
 
@@ -651,7 +651,7 @@ class Example:
     name: str
     config: ConfigArg
     table: pa.Table | None = None
-    plugin: type | None = None
+    plugin: type[Any] | None = None
 
     @property
     def id(self) -> str:
