@@ -307,10 +307,15 @@ def check_config_in_schema(plugin: PluginArg, config: ConfigArg, table: pa.Table
             import jsonschema
         except ImportError:
             jsonschema = None
+        assert data.get(reg.discriminator) == name, (
+            f"a job spec names the plugin: the example config needs {reg.discriminator}: {name}")
         if jsonschema is not None:
             slot = schema["properties"][field]
-            jsonschema.validate(data, {"$defs": schema["$defs"], **(slot["items"] if is_list
-                                                                    else slot)})
+            slot_schema = {"$defs": schema["$defs"], **(slot["items"] if is_list else slot)}
+            error = jsonschema.exceptions.best_match(
+                jsonschema.Draft202012Validator(slot_schema).iter_errors(data))
+            assert error is None, (f"the example config does not validate against the job "
+                                   f"JSON Schema at {field!r}: {error.message}")
         from pydantic import TypeAdapter
 
         info = spec.spec_model().model_fields[field]
@@ -645,17 +650,20 @@ class Example:
 
     ``name`` is the registered name; ``plugin`` the class, when it is not (yet) looked up
     in the registry. For a connector, ``config`` is a function that writes a source into the
-    folder it is given and returns the config, and ``table`` is what the source holds."""
+    folder it is given and returns the config, and ``table`` is what the source holds.
+    ``variant`` tells apart several examples of one plugin (``analysis[aggregation-median]``).
+    """
 
     kind: str
     name: str
     config: ConfigArg
     table: pa.Table | None = None
     plugin: type[Any] | None = None
+    variant: str = ""
 
     @property
     def id(self) -> str:
-        return f"{self.kind}[{self.name}]"
+        return f"{self.kind}[{self.name}{'-' + self.variant if self.variant else ''}]"
 
 
 @dataclass(frozen=True)
@@ -699,6 +707,11 @@ def parametrize_with_checks(examples: Iterable[Example], *,
 
     expected = dict(expected_failures or {})
     params = []
+    examples = list(examples)
+    ids = [e.id for e in examples]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise ValueError(f"examples listed twice (give them a variant): {', '.join(twice)}")
     for example in examples:
         for check in CHECKS[example.kind]:
             bound = PluginCheck(example, check)
@@ -713,6 +726,6 @@ def parametrize_with_checks(examples: Iterable[Example], *,
 def missing_examples(examples: Iterable[Example]) -> list[str]:
     """``kind[name]`` of every registered plugin without an example, for a test asserting
     that a newly registered plugin adds one."""
-    have = {e.id for e in examples}
+    have = {(e.kind, e.name) for e in examples}
     return [f"{kind}[{name}]" for kind, (reg, *_) in KINDS.items() for name in reg.names()
-            if f"{kind}[{name}]" not in have]
+            if (kind, name) not in have]
