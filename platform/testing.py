@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import pickle
 import random
+import re
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -343,7 +344,8 @@ def check_missing_column(plugin: PluginArg, config: ConfigArg, table: pa.Table |
                          *, kind: str | None = None, tmp_path: Path | None = None) -> None:
     """Each input column the plugin reads, dropped from the table, gives an InputError whose
     message names it. The columns: an analysis's ``required_columns()``, a chart's
-    ``columns()``, and for a preprocessor the table's columns its config names."""
+    ``columns()``, and for a preprocessor the table's columns its config names (as a value,
+    a key or a word of an expression)."""
     kind, cls = _resolve(plugin, kind)
     df = _frame(table)
     with _workdir(tmp_path) as folder:
@@ -353,8 +355,8 @@ def check_missing_column(plugin: PluginArg, config: ConfigArg, table: pa.Table |
         wanted = list(built.required_columns())
     elif kind == "chart":
         wanted = list(built.columns().values())
-    else:
-        wanted = list(_strings(config))
+    else:  # names the config holds, also inside expressions ("amount > 0")
+        wanted = [w for text in _strings(config) for w in (text, *re.findall(r"\w+", text))]
     for column in dict.fromkeys(c for c in wanted if c in df.columns):
         without = df.drop(column)
         calls: list[Callable[[pl.DataFrame], Any]]
