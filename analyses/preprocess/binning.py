@@ -1,5 +1,4 @@
-"""Numeric values assigned to equal-width bins or bins between explicit edges.
-"""
+"""Numeric values assigned to equal-width bins or bins between explicit edges."""
 
 from __future__ import annotations
 

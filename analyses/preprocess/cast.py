@@ -1,6 +1,4 @@
-"""Column type conversions, with strings parsed as numbers, booleans, dates and
-ISO-8601 date-times.
-"""
+"""Column type conversions; strings are parsed as numbers, booleans, dates or ISO-8601."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Calendar parts of date, datetime and ISO-8601 string columns.
-"""
+"""Calendar parts of date, datetime and ISO-8601 string columns."""
 
 from __future__ import annotations
 

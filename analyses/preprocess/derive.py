@@ -1,5 +1,4 @@
-"""New columns from row-wise SQL expressions, checked to be row-local.
-"""
+"""New columns from row-wise SQL expressions, checked to be row-local."""
 
 from __future__ import annotations
 

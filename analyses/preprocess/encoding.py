@@ -1,5 +1,4 @@
-"""Categorical columns as indicator columns or integer labels.
-"""
+"""Categorical columns as indicator columns or integer labels."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Which rows stay: a SQL condition, one row per key, or a seeded random sample.
-"""
+"""Which rows stay: a SQL condition, one row per key, or a seeded random sample."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Rescaling numeric columns with statistics of the whole column.
-"""
+"""Rescaling numeric columns with statistics of the whole column."""
 
 from __future__ import annotations
 

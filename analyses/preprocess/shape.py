@@ -1,5 +1,4 @@
-"""Which columns there are and what they are called: select (or drop) and rename.
-"""
+"""Which columns there are and what they are called: select (or drop) and rename."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Text columns split into tokens by a regular expression.
-"""
+"""Text columns split into tokens by a regular expression."""
 
 from __future__ import annotations
 
