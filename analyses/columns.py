@@ -10,7 +10,7 @@ column, the available ones and the closest match.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from typing import TypeVar
 
 import polars as pl
@@ -20,14 +20,14 @@ from raysight.errors import InputError
 
 __all__ = ["as_frame", "is_numeric", "listed_once", "require_columns", "stack"]
 
-NamesT = TypeVar("NamesT", bound="list[str] | None")
+NamesT = TypeVar("NamesT", bound="Sequence[Hashable] | None")
 
 
 def listed_once(values: NamesT, field: str) -> NamesT:
     """``values`` unchanged, or ValueError naming every value ``field`` lists more than once
-    (for pydantic ``field_validator``s; None passes)."""
+    (for pydantic ``field_validator``s; None passes; values need not be strings)."""
     if values is not None:
-        duplicates = sorted({v for v in values if values.count(v) > 1})
+        duplicates = sorted({v for v in values if values.count(v) > 1}, key=str)
         if duplicates:
             raise ValueError(f"{field} lists {', '.join(map(repr, duplicates))} more than once")
     return values

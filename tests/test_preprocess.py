@@ -16,16 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from raysight.analyses.preprocess import (
+from raysight.analyses.preprocess.missing import (
     DropMissing,
     DropMissingConfig,
     FillMissing,
     FillMissingConfig,
-    FilterRows,
-    FilterRowsConfig,
-    SelectColumns,
-    SelectColumnsConfig,
 )
+from raysight.analyses.preprocess.rows import FilterRows, FilterRowsConfig
+from raysight.analyses.preprocess.shape import SelectColumns, SelectColumnsConfig
 from raysight.errors import InputError
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

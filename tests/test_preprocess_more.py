@@ -25,30 +25,16 @@ from pydantic import ValidationError
 from sklearn.preprocessing import MinMaxScaler, RobustScaler, StandardScaler
 from strategies import frames, split
 
-from raysight.analyses.preprocess import (
-    Binning,
-    BinningConfig,
-    Cast,
-    CastConfig,
-    DateExtraction,
-    DateExtractionConfig,
-    Deduplicate,
-    DeduplicateConfig,
-    Derive,
-    DeriveConfig,
-    Encode,
-    EncodeConfig,
-    FillMissing,
-    FillMissingConfig,
-    Normalize,
-    NormalizeConfig,
-    Rename,
-    RenameConfig,
-    Sample,
-    SampleConfig,
-    TextTokenization,
-    TextTokenizationConfig,
-)
+from raysight.analyses.preprocess.binning import Binning, BinningConfig
+from raysight.analyses.preprocess.cast import Cast, CastConfig
+from raysight.analyses.preprocess.dates import DateExtraction, DateExtractionConfig
+from raysight.analyses.preprocess.derive import Derive, DeriveConfig
+from raysight.analyses.preprocess.encoding import Encode, EncodeConfig
+from raysight.analyses.preprocess.missing import FillMissing, FillMissingConfig
+from raysight.analyses.preprocess.rows import Deduplicate, DeduplicateConfig, Sample, SampleConfig
+from raysight.analyses.preprocess.scaling import Normalize, NormalizeConfig
+from raysight.analyses.preprocess.shape import Rename, RenameConfig
+from raysight.analyses.preprocess.text import TextTokenization, TextTokenizationConfig
 from raysight.errors import InputError
 from raysight.plugins import Preprocessor
 

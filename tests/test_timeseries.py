@@ -20,7 +20,8 @@ from polars.testing import assert_frame_equal
 from pydantic import ValidationError
 from strategies import split
 
-from raysight.analyses.timeseries import TimeSeries, parse_interval
+from raysight.analyses.temporal import parse_interval
+from raysight.analyses.timeseries.analysis import TimeSeries
 from raysight.errors import InputError
 
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
