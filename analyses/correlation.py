@@ -280,10 +280,6 @@ class CorrelationMatrix(Analysis[CorrelationConfig]):
             moments = _moments(_arrays(as_frame(state["rows"]), columns), ranked=True)
         return self._result(columns, moments, state["row_count"])
 
-    def combine(self, partials: list[dict[str, Any]]) -> AnalysisResult:
-        """The matrix from the partial states of all partitions."""
-        return self.finalize(self.merge(partials))
-
     def _result(self, columns: list[str], moments: _Moments, row_count: int) -> AnalysisResult:
         r = moments.correlation()
         table = pl.DataFrame(

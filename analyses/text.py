@@ -152,7 +152,3 @@ class TextFrequency(Analysis[TextFrequencyConfig]):
             "row_count": int(state["row_count"]),
         }
         return AnalysisResult(kind=self.name, table=to_arrow(top), summary=summary)
-
-    def combine(self, partials: list[dict[str, Any]]) -> AnalysisResult:
-        """The word counts of all partitions."""
-        return self.finalize(self.merge(partials))

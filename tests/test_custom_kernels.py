@@ -439,6 +439,32 @@ def test_outlier_config_is_strict(options, message):
         OutlierDetection.Config.model_validate(options)
 
 
+@pytest.mark.parametrize("options", [{"column": "value"}, {"column": "value", "threshold": 2.0},
+                                     {"column": "value", "include_rows": False}])
+def test_outlier_detection_merges_as_a_tree(options):
+    kernel = outliers(**options)
+    parts = [SEED.head(3), SEED.slice(3, 0), SEED.slice(3, 4), SEED.tail(3)]
+    partials = [kernel.partial(p) for p in parts]
+    tree = [kernel.merge(partials[:2]), kernel.merge(partials[2:])]
+    merged = kernel.finalize(kernel.merge(tree))
+    whole = kernel.run(SEED)
+    assert kernel.mergeable is False
+    assert_frame_equal(frame(merged), frame(whole))
+    assert merged.summary == whole.summary
+
+
+def test_correlation_merges_as_a_tree():
+    df = pl.DataFrame({"a": [1.0, 2.0, None, 4.0, 5.5, 6.0], "b": [2, 1, 4, 3, None, 7],
+                       "c": [0.5, 0.5, 1.0, None, 2.0, 3.5]})
+    for method in ("pearson", "spearman"):
+        kernel = corr(method=method)
+        partials = [kernel.partial(p) for p in (df.head(2), df.slice(2, 1), df.tail(3))]
+        tree = [kernel.merge(partials[:1]), kernel.merge(partials[1:])]
+        merged = kernel.finalize(kernel.merge(tree))
+        assert_frame_equal(frame(merged), frame(kernel.run(df)), abs_tol=1e-12)
+        assert merged.summary["observations"] == kernel.run(df).summary["observations"]
+
+
 # ---------------------------------------------------------------------------------------------
 # text_frequency
 
