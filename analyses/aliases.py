@@ -36,7 +36,7 @@ class CustomForm(PluginConfig):
     ``name`` is any registered analysis, or another name listed in :data:`SEED_NAMES`.
     """
 
-    type: Literal["custom"] = CUSTOM
+    type: Literal["custom"] = "custom"
     #: a kernel registered under the ``raysight.analyses`` entry-point group or at run time
     name: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)

@@ -292,7 +292,7 @@ def spec_model() -> type[JobSpec]:
     """The JobSpec model for the plugins installed now (built once per process)."""
     source = _union(registry.connectors.configs(), "type")
     op = _union(registry.preprocessors.configs(), "op")
-    analysis = Annotated[
+    analysis: Any = Annotated[
         _union(registry.analyses.configs(), "type"),
         BeforeValidator(resolve_custom),
         _AcceptsCustomForm(),
