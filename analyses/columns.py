@@ -4,7 +4,8 @@ frames over Arrow tables.
 ``listed_once`` is the one validator for config lists of names (columns, keys, words): a name
 listed twice is a spec error naming the field and the name. ``require_columns`` is the one
 check of wanted columns against a table's schema: an ``InputError`` naming the first missing
-column, the available ones and the closest match.
+column, the available ones and the closest match; ``require_numeric`` the one check that a
+column holds numbers.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import pyarrow as pa
 
 from raysight.errors import InputError
 
-__all__ = ["as_frame", "is_numeric", "listed_once", "require_columns", "stack"]
+__all__ = [
+    "as_float",
+    "as_frame",
+    "is_numeric",
+    "listed_once",
+    "require_columns",
+    "require_numeric",
+    "stack",
+]
 
 NamesT = TypeVar("NamesT", bound="Sequence[Hashable] | None")
 
@@ -53,6 +62,22 @@ def require_columns(
 def is_numeric(dtype: pl.DataType) -> bool:
     """True for integer and float dtypes (booleans and decimals are not numeric here)."""
     return dtype.is_integer() or dtype.is_float()
+
+
+def require_numeric(schema: pl.Schema, column: str, kernel: str) -> None:
+    """Raise InputError unless ``column`` is an integer or float column (or all-null)."""
+    dtype = schema[column]
+    if not (is_numeric(dtype) or dtype == pl.Null):
+        raise InputError(
+            f"{kernel}: column {column!r} is {dtype}, not a numeric column",
+            column=column,
+            dtype=str(dtype),
+        )
+
+
+def as_float(column: str) -> pl.Expr:
+    """The column as Float64 with NaN as missing (as pandas, so NaN never becomes a value)."""
+    return pl.col(column).cast(pl.Float64).fill_nan(None)
 
 
 def as_frame(table: pa.Table | pl.DataFrame) -> pl.DataFrame:

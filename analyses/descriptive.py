@@ -9,7 +9,8 @@ linear interpolation (as Polars ``quantile(q, "linear")`` and numpy's default)::
     result.summary["columns"]["amount"]["median"]
 
 Distributed, ``partial`` keeps per column the moments (count, sum, mean, M2, min, max) and the
-value counts, so ``combine`` merges variances with Chan's formula and computes quartiles and
+value counts, so ``merge`` merges variances with Chan's formula (:mod:`raysight.analyses.moments`)
+and sums the value counts (a tree of merges is possible), and ``finalize`` computes quartiles and
 n_unique exactly from the merged counts. The value counts of a column are as large as its
 number of distinct values.
 
@@ -30,7 +31,8 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, field_validator
 
-from raysight.analyses.columns import is_numeric, listed_once, require_columns, stack
+from raysight.analyses.columns import as_frame, is_numeric, listed_once, require_columns, stack
+from raysight.analyses.moments import merge_moments
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
 from raysight.tables import to_arrow
@@ -145,7 +147,6 @@ class DescriptiveConfig(PluginConfig):
     @classmethod
     def _no_duplicates(cls, value: list[str] | None) -> list[str] | None:
         return listed_once(value, "columns")
-        return value
 
 
 class Descriptive(Analysis[DescriptiveConfig]):
@@ -240,8 +241,9 @@ class Descriptive(Analysis[DescriptiveConfig]):
             state[c] = entry
         return {"row_count": df.height, "columns": state}
 
-    def combine(self, partials: list[dict[str, Any]]) -> AnalysisResult:
-        """Merge partition states: Chan's formula for variance, exact quartiles from counts."""
+    def merge(self, partials: list[dict[str, Any]]) -> dict[str, Any]:
+        """One partial state holding the merge of ``partials`` (associative): counts summed,
+        moments merged with Chan's formula, value counts summed per value."""
         if not partials:
             raise ValueError("combine needs the state of at least one partition")
         columns = list(partials[0]["columns"])
@@ -254,38 +256,67 @@ class Descriptive(Analysis[DescriptiveConfig]):
                     f"partitions have different columns: {other[0]!r} is not in every partition",
                     column=other[0],
                 )
-        stats = [_merge_column(c, [p["columns"][c] for p in partials]) for c in columns]
-        return _result(stats, sum(p["row_count"] for p in partials))
+        return {
+            "row_count": sum(p["row_count"] for p in partials),
+            "columns": {c: _merge_column([p["columns"][c] for p in partials]) for c in columns},
+        }
+
+    def finalize(self, state: dict[str, Any]) -> AnalysisResult:
+        """The result from one (merged) partial state: quartiles exact from the counts."""
+        stats = [_column_stats(c, entry) for c, entry in state["columns"].items()]
+        return _result(stats, state["row_count"])
 
 
-def _merge_column(column: str, states: list[dict[str, Any]]) -> dict[str, Any]:
+def _merge_column(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The partial state of one column over the row sets of ``states``."""
     dtype = next((s["dtype"] for s in states if s["dtype"] != pl.Null), states[0]["dtype"])
-    count = sum(s["count"] for s in states)
     counts = merge_value_counts([s["values"] for s in states])
     entry: dict[str, Any] = {
-        "column": column,
-        "dtype": dtype,
-        "count": count,
+        "count": sum(s["count"] for s in states),
         "null_count": sum(s["null_count"] for s in states),
-        "n_unique": counts.height,
-        **dict.fromkeys(FLOAT_STATS),
+        "dtype": dtype,
+        "values": counts.to_arrow(),
     }
     if _orderable(dtype):
         mins = pl.Series([s.get("min") for s in states], dtype=counts.schema["value"])
         maxs = pl.Series([s.get("max") for s in states], dtype=counts.schema["value"])
         entry["min"], entry["max"] = mins.min(), maxs.max()
-    if not is_numeric(dtype) or count == 0:
+    if not is_numeric(dtype):
         return entry
     live = [s for s in states if s["count"] > 0]
-    total = sum(s["sum"] for s in live) if dtype.is_integer() else np.sum([s["sum"] for s in live])
-    entry["mean"] = total / count
+    if not live:
+        return entry | {"sum": 0, "mean": None, "m2": 0.0}
+    sums = [s["sum"] for s in live]
+    # integer sums are Python ints (exact), float sums add up in float64
+    entry["sum"] = sum(sums) if dtype.is_integer() else float(np.sum(sums))
+    mean, m2 = merge_moments(
+        np.array([s["count"] for s in live], dtype=np.float64),
+        np.array([s["mean"] for s in live], dtype=np.float64),
+        np.array([s["m2"] for s in live], dtype=np.float64),
+    )
+    entry["mean"], entry["m2"] = float(mean), float(m2)
+    return entry
+
+
+def _column_stats(column: str, state: dict[str, Any]) -> dict[str, Any]:
+    """The statistics of one column from its merged partial state."""
+    dtype, count = state["dtype"], state["count"]
+    counts = as_frame(state["values"])
+    entry: dict[str, Any] = {
+        "column": column,
+        "dtype": dtype,
+        "count": count,
+        "null_count": state["null_count"],
+        "n_unique": counts.height,
+        **dict.fromkeys(FLOAT_STATS),
+    }
+    if _orderable(dtype):
+        entry["min"], entry["max"] = state["min"], state["max"]
+    if not is_numeric(dtype) or count == 0:
+        return entry
+    entry["mean"] = state["sum"] / count
     if count > 1:
-        n = np.array([s["count"] for s in live], dtype=np.float64)
-        means = np.array([s["mean"] for s in live], dtype=np.float64)
-        m2 = np.array([s["m2"] for s in live], dtype=np.float64)
-        grand = np.sum(n * means) / count
-        # Chan et al.: M2 = sum of the partitions' M2 + sum n_i (mean_i - mean)^2
-        entry["std"] = math.sqrt((np.sum(m2) + np.sum(n * (means - grand) ** 2)) / (count - 1))
+        entry["std"] = math.sqrt(state["m2"] / (count - 1))
     quartiles = quantile_from_counts(
         counts.get_column("value").cast(pl.Float64).to_numpy(),
         counts.get_column("count").to_numpy(),

@@ -1,4 +1,4 @@
-"""Specification of the custom kernels (raysight.analyses.custom).
+"""Specification of the custom kernels (raysight.analyses.correlation, .outliers, .text).
 
 References: pandas ``df.corr(method, min_periods=1)`` and ``scipy.stats.spearmanr`` for the
 correlation matrix, numpy for outlier bounds, Python's ``re`` + ``Counter`` for word counts;
@@ -10,10 +10,9 @@ correlations agree to 1e-9 (absolute, as r is bounded by 1).
 from __future__ import annotations
 
 import math
-import pickle
 import re
 from collections import Counter
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -27,16 +26,12 @@ from scipy import stats
 from strategies import frames, split
 
 from raysight import registry
-from raysight.analyses.custom import (
-    ENGLISH_STOP_WORDS,
-    CorrelationMatrix,
-    Custom,
-    OutlierDetection,
-    TextFrequency,
-)
+from raysight.analyses.correlation import CorrelationMatrix
+from raysight.analyses.outliers import OutlierDetection
+from raysight.analyses.text import ENGLISH_STOP_WORDS, TextFrequency
 from raysight.errors import InputError
-from raysight.job.spec import SpecError, parse_spec
-from raysight.plugins import Analysis, AnalysisResult, PluginConfig
+from raysight.job.spec import parse_spec
+from raysight.plugins import Analysis, AnalysisResult
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -444,6 +439,32 @@ def test_outlier_config_is_strict(options, message):
         OutlierDetection.Config.model_validate(options)
 
 
+@pytest.mark.parametrize("options", [{"column": "value"}, {"column": "value", "threshold": 2.0},
+                                     {"column": "value", "include_rows": False}])
+def test_outlier_detection_merges_as_a_tree(options):
+    kernel = outliers(**options)
+    parts = [SEED.head(3), SEED.slice(3, 0), SEED.slice(3, 4), SEED.tail(3)]
+    partials = [kernel.partial(p) for p in parts]
+    tree = [kernel.merge(partials[:2]), kernel.merge(partials[2:])]
+    merged = kernel.finalize(kernel.merge(tree))
+    whole = kernel.run(SEED)
+    assert kernel.mergeable is False
+    assert_frame_equal(frame(merged), frame(whole))
+    assert merged.summary == whole.summary
+
+
+def test_correlation_merges_as_a_tree():
+    df = pl.DataFrame({"a": [1.0, 2.0, None, 4.0, 5.5, 6.0], "b": [2, 1, 4, 3, None, 7],
+                       "c": [0.5, 0.5, 1.0, None, 2.0, 3.5]})
+    for method in ("pearson", "spearman"):
+        kernel = corr(method=method)
+        partials = [kernel.partial(p) for p in (df.head(2), df.slice(2, 1), df.tail(3))]
+        tree = [kernel.merge(partials[:1]), kernel.merge(partials[1:])]
+        merged = kernel.finalize(kernel.merge(tree))
+        assert_frame_equal(frame(merged), frame(kernel.run(df)), abs_tol=1e-12)
+        assert merged.summary["observations"] == kernel.run(df).summary["observations"]
+
+
 # ---------------------------------------------------------------------------------------------
 # text_frequency
 
@@ -581,7 +602,6 @@ def test_text_frequency_merges_as_a_tree():
     {"type": "outlier_detection", "column": "v", "k": 3.0, "quantile_method": "nearest_lower"},
     {"type": "text_frequency", "column": "t", "stop_words": "english", "top_n": 5},
     {"type": "text_frequency", "column": "t", "stop_words": ["a", "b"]},
-    {"type": "custom", "name": "outlier_detection", "params": {"column": "v", "threshold": 2.0}},
 ])
 def test_configs_validate_again_from_their_json_dump(config):
     # the pipeline persists the spec with every field and reloads it on resume
@@ -596,128 +616,3 @@ def test_seed_outlier_example_as_a_job_spec_is_a_zscore_of_3():
         "analysis": {"type": "outlier_detection", "column": "login_count", "threshold": 3.0},
     })
     assert (spec.analysis.method, spec.analysis.threshold) == ("zscore", 3.0)
-
-
-# ---------------------------------------------------------------------------------------------
-# custom
-
-
-class RowTotalConfig(PluginConfig):
-    type: Literal["row_total"] = "row_total"
-    column: str
-    scale: float = 1.0
-
-
-class RowTotal(Analysis[RowTotalConfig]):
-    """A user kernel: the scaled sum of a column."""
-
-    name: ClassVar[str] = "row_total"
-    Config = RowTotalConfig
-
-    def required_columns(self) -> list[str]:
-        return [self.config.column]
-
-    def partial(self, df: pl.DataFrame) -> float:
-        return float(df.get_column(self.config.column).sum())
-
-    def combine(self, partials: list[float]) -> AnalysisResult:
-        total = sum(partials) * self.config.scale
-        return AnalysisResult(kind=self.name, table=pa.table({"total": [total]}),
-                              summary={"total": total})
-
-
-@pytest.fixture
-def user_kernel():
-    registry.analyses.names()  # load the entry points first
-    registry.analyses.register(RowTotal)
-    yield RowTotal
-    registry.analyses._plugins.pop(RowTotal.name)  # the registry has no public unregister
-
-
-def custom(name: str, **params: Any) -> Custom:
-    return Custom(Custom.Config(name=name, params=params))
-
-
-@pytest.mark.parametrize("name, params", [
-    ("correlation_matrix", {"method": "spearman"}),
-    ("outlier_detection", {"column": "value", "k": 1.0}),
-    ("text_frequency", {"column": "id", "top_n": 3}),
-])
-def test_custom_delegates_to_the_named_kernel(name, params):
-    kernel = registry.analyses.get(name)(registry.analyses.get(name).Config(**params))
-    wrapped = custom(name, **params)
-    parts = [SEED.head(4), SEED.tail(6)]
-    assert_frame_equal(frame(wrapped.run(SEED)), frame(kernel.run(SEED)))
-    assert_frame_equal(frame(distributed(wrapped, parts)), frame(distributed(kernel, parts)))
-    assert wrapped.mergeable == kernel.mergeable
-    assert wrapped.required_columns() == kernel.required_columns()
-    assert wrapped.shuffle_keys() is None
-
-
-def test_custom_is_built_from_a_job_spec_through_the_registry():
-    spec = parse_spec({
-        "source": {"type": "file", "path": "examples/data/sales.csv"},
-        "analysis": {"type": "custom", "name": "outlier_detection",
-                     "params": {"column": "value", "threshold": 2.5}},
-    })
-    kernel = registry.analyses.build(spec.analysis)
-    assert isinstance(kernel, Custom) and isinstance(kernel.kernel, OutlierDetection)
-    assert frame(kernel.run(SEED)).get_column("row_index").to_list() == [9]
-
-
-def test_job_spec_errors_name_the_params_field():
-    with pytest.raises(SpecError, match=r"params\.k: Input should be greater than or equal to 0"):
-        parse_spec({
-            "source": {"type": "file", "path": "examples/data/sales.csv"},
-            "analysis": {"type": "custom", "name": "outlier_detection",
-                         "params": {"column": "value", "k": -2.0}},
-        })
-
-
-@pytest.mark.parametrize("params, message", [
-    ({}, r"params\.column: Field required"),
-    ({"column": "v", "kk": 1.0}, r"params\.kk: Extra inputs are not permitted"),
-    ({"column": "v", "include_rows": "no"}, r"params\.include_rows: Input should be a valid bool"),
-    ({"column": "v", "type": "text_frequency"}, r"params\.type: Input should be 'outlier_"),
-])
-def test_custom_params_errors_name_the_field(params, message):
-    with pytest.raises(ValidationError, match=message):
-        Custom.Config(name="outlier_detection", params=params)
-
-
-def test_unknown_kernel_lists_the_known_ones():
-    with pytest.raises(ValidationError, match="unknown analysis kernel 'outliers'; known: .*"
-                                              "correlation_matrix.*outlier_detection"):
-        Custom.Config(name="outliers")
-
-
-def test_seed_kernel_name_text_frequency_analysis_is_accepted():
-    wrapped = custom("text_frequency_analysis", column="t")
-    df = pl.DataFrame({"t": ["The cat", "the dog; THE end"]})
-    assert isinstance(wrapped.kernel, TextFrequency)
-    assert frame(wrapped.run(df)).rows()[0] == ("the", 3)
-
-
-def test_custom_cannot_wrap_itself():
-    with pytest.raises(ValidationError, match="'custom' cannot run itself"):
-        Custom.Config(name="custom", params={"name": "text_frequency"})
-
-
-def test_user_kernel_registered_at_run_time_works_directly_and_through_custom(user_kernel):
-    df = pl.DataFrame({"v": [1, 2, 3, 4]})
-    parts = [df.head(1), df.tail(3)]
-    direct = registry.analyses.build(user_kernel.Config(column="v", scale=2.0))
-    assert distributed(direct, parts).summary == {"total": 20.0}
-    wrapped = custom("row_total", column="v", scale=2.0)
-    assert distributed(wrapped, parts).summary == {"total": 20.0}
-    assert wrapped.run(df).summary == {"total": 20.0}
-    assert wrapped.required_columns() == ["v"]
-    with pytest.raises(ValidationError, match=r"params\.scale: Input should be a valid number"):
-        Custom.Config(name="row_total", params={"column": "v", "scale": "big"})
-
-
-def test_custom_survives_pickling_with_kernel_extras():
-    wrapped = pickle.loads(pickle.dumps(custom("text_frequency", column="id")))
-    partials = [wrapped.partial(SEED.head(3)), wrapped.partial(SEED.tail(7))]
-    merged = wrapped.merge(partials)  # a kernel extra, reached through the wrapper
-    assert frame(wrapped.finalize(merged)).height == 10

@@ -133,6 +133,22 @@ def test_partial_then_combine_equals_run_on_the_whole_table(
     assert combined.summary["row_count"] == whole.summary["row_count"] == df.height
 
 
+@PROPERTY
+@given(data=st.data(), df=tables())
+def test_merge_of_merged_states_equals_run_on_the_whole_table(
+    data: st.DataObject, df: pl.DataFrame
+) -> None:
+    # the engine reduces partial states as a tree of merges, adjacent partials together
+    op = describe()
+    partials = [op.partial(p) for p in data.draw(split(df))]
+    cut = data.draw(st.integers(1, len(partials)))
+    tree = [op.merge(partials[:cut])] + ([op.merge(partials[cut:])] if partials[cut:] else [])
+    merged = op.finalize(op.merge(tree))
+    whole = op.run(df)
+    assert_tables_match(frame(merged.table), frame(whole.table), df)
+    assert merged.summary["row_count"] == df.height
+
+
 def test_wide_table_of_200_columns_equals_polars() -> None:
     rng = np.random.default_rng(7)
     n = 500

@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from raysight import registry
+from raysight.analyses.aliases import SEED_NAMES, CustomForm, resolve_custom
 from raysight.engine.context import Fault
 from raysight.engine.resources import Resources, parse_bytes
 from raysight.engine.retry import Exponential, RetryPolicy
@@ -268,12 +269,34 @@ def _union(configs: list[type], discriminator: str) -> Any:
     return Annotated[Union[tuple(configs)], Field(discriminator=discriminator)]  # noqa: UP007
 
 
+class _AcceptsCustomForm:
+    """The analysis field's JSON Schema also accepts the custom form, ``{type: custom, name,
+    params}``, which the field's validator rewrites to the kernel's own config."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = handler(core_schema)
+        custom: dict[str, Any] = handler(CustomForm.__pydantic_core_schema__)
+        names = ", ".join([*registry.analyses.names(), *SEED_NAMES])
+        custom = {**custom, "description": f"runs the analysis `name` ({names}) with `params`"}
+        if "oneOf" not in schema:
+            return {"oneOf": [schema, custom]}
+        schema = {**schema, "oneOf": [*schema["oneOf"], custom]}
+        if "discriminator" in schema and "$ref" in custom:
+            mapping = {**schema["discriminator"].get("mapping", {}), "custom": custom["$ref"]}
+            schema["discriminator"] = {**schema["discriminator"], "mapping": mapping}
+        return schema
+
+
 @functools.cache
 def spec_model() -> type[JobSpec]:
     """The JobSpec model for the plugins installed now (built once per process)."""
     source = _union(registry.connectors.configs(), "type")
     op = _union(registry.preprocessors.configs(), "op")
-    analysis = _union(registry.analyses.configs(), "type")
+    analysis: Any = Annotated[
+        _union(registry.analyses.configs(), "type"),
+        BeforeValidator(resolve_custom),
+        _AcceptsCustomForm(),
+    ]
     chart = _union(registry.charts.configs(), "type")
     export = _union(registry.exporters.configs(), "format")
     notify = _union(registry.notifiers.configs(), "channel")
