@@ -113,8 +113,6 @@ EXAMPLES = [
     Example("analysis", "outlier_detection", {"type": "outlier_detection", "column": "amount"},
             SALES),
     Example("analysis", "text_frequency", {"type": "text_frequency", "column": "note"}, SALES),
-    Example("analysis", "custom", {"type": "custom", "name": "text_frequency",
-                                   "params": {"column": "note"}}, SALES),
     # charts
     Example("chart", "bar", {"type": "bar", "x": "region", "y": "total"}, RESULT),
     Example("chart", "line", {"type": "line", "x": "region", "y": ["total", "sales_count"]},
@@ -136,25 +134,21 @@ EXPECTED_FAILURES: dict[str, str] = {
     "preprocessor[sample]-check_preprocessor_partitions":
         "sample is partitioning-dependent by design (its docstring: another partitioning of the "
         "same rows gives another sample), so partitions do not equal the whole-table sample",
-    "analysis[descriptive]-check_analysis_tree_merge":
-        "Descriptive inherits mergeable=True but implements only combine, no merge/finalize: "
-        "a job with more partitions than execution.combine_fan_in hits NotImplementedError",
 }
 
 
-def _registered(example: Example) -> bool:
-    # an example whose plugin is no longer registered (moved, or became a spec alias) is left out
-    return example.name in testing.KINDS[example.kind][0].names()
-
-
-@parametrize_with_checks([e for e in EXAMPLES if _registered(e)],
-                         expected_failures=EXPECTED_FAILURES)
+@parametrize_with_checks(EXAMPLES, expected_failures=EXPECTED_FAILURES)
 def test_plugin_conforms(check, tmp_path):
     check(tmp_path)
 
 
 def test_every_registered_plugin_has_an_example():
     assert testing.missing_examples(EXAMPLES) == []
+
+
+def test_every_example_names_a_registered_plugin():
+    stale = [e.id for e in EXAMPLES if e.name not in testing.KINDS[e.kind][0].names()]
+    assert stale == []
 
 
 # ---------------------------------------------------------------------------------------------

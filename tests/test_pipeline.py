@@ -387,3 +387,29 @@ def test_a_job_over_64_partitions_combines_as_a_tree_with_the_answer_of_one_part
         int(v) for k, v in a.trace["attributes"].items() if k.startswith("analyze.merge.inputs")
     ]
     assert inputs == [8] * 8
+
+
+def test_a_descriptive_job_merged_as_a_tree_equals_pandas_on_the_whole_table(tmp_path):
+    df = pl.read_csv(SALES)
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    bounds = [i * df.height // 12 for i in range(13)]
+    for i in range(12):
+        df.slice(bounds[i], bounds[i + 1] - bounds[i]).write_csv(parts / f"part-{i:03d}.csv")
+    spec = job_spec(
+        job_id="tree-descriptive",
+        source={"type": "file", "path": str(parts), "format": "csv"},
+        analysis={"type": "descriptive", "columns": ["amount", "quantity"]},
+        execution={"retry": FAST_RETRY, "combine_fan_in": 4},
+    )
+    _, result = run_job(tmp_path, spec)
+    assert result.state == "COMPLETED", result.errors
+    assert result.trace["attributes"]["analyze.merge.levels"] == "1"  # 12 -> 3 merges -> combine
+    stats = read_result(result).to_pandas().set_index("column")
+    reference = df.select("amount", "quantity").to_pandas()
+    for column in ("amount", "quantity"):
+        assert stats.loc[column, "count"] == reference[column].count()
+        assert stats.loc[column, "mean"] == pytest.approx(reference[column].mean(), rel=1e-9)
+        assert stats.loc[column, "std"] == pytest.approx(reference[column].std(), rel=1e-9)
+        assert stats.loc[column, "min"] == reference[column].min()
+        assert stats.loc[column, "max"] == reference[column].max()
