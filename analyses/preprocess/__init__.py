@@ -8,7 +8,7 @@ whose result depends on the whole table set ``needs_stats``: the engine runs ``p
 per partition, ``merge_stats`` once (partials in partition order), and hands the merged
 statistics to ``apply`` on every partition::
 
-    from raysight.analyses.preprocess.missing import FillMissing
+    from raysight.analyses.preprocess import FillMissing
 
     op = FillMissing(FillMissing.Config(op="fill_missing", columns=["amount"], method="mean"))
     stats = op.merge_stats([op.partial_stats(part) for part in parts])
@@ -24,3 +24,62 @@ sample), ``shape`` (select_columns, rename), ``cast``, ``derive``, ``scaling`` (
 (text_tokenization); ``checks`` holds the column checks they share. ISO-8601 parsing is
 :mod:`raysight.analyses.temporal`, shared with the time-series kernel.
 """
+
+from raysight.analyses.preprocess.binning import Binning, BinningConfig
+from raysight.analyses.preprocess.cast import Cast, CastConfig
+from raysight.analyses.preprocess.dates import DateExtraction, DateExtractionConfig
+from raysight.analyses.preprocess.derive import Derive, DeriveConfig
+from raysight.analyses.preprocess.encoding import Encode, EncodeConfig
+from raysight.analyses.preprocess.missing import (
+    DropMissing,
+    DropMissingConfig,
+    FillMissing,
+    FillMissingConfig,
+)
+from raysight.analyses.preprocess.rows import (
+    Deduplicate,
+    DeduplicateConfig,
+    FilterRows,
+    FilterRowsConfig,
+    Sample,
+    SampleConfig,
+)
+from raysight.analyses.preprocess.scaling import Normalize, NormalizeConfig
+from raysight.analyses.preprocess.shape import (
+    Rename,
+    RenameConfig,
+    SelectColumns,
+    SelectColumnsConfig,
+)
+from raysight.analyses.preprocess.text import TextTokenization, TextTokenizationConfig
+
+__all__ = [
+    "Binning",
+    "BinningConfig",
+    "Cast",
+    "CastConfig",
+    "DateExtraction",
+    "DateExtractionConfig",
+    "Deduplicate",
+    "DeduplicateConfig",
+    "Derive",
+    "DeriveConfig",
+    "DropMissing",
+    "DropMissingConfig",
+    "Encode",
+    "EncodeConfig",
+    "FillMissing",
+    "FillMissingConfig",
+    "FilterRows",
+    "FilterRowsConfig",
+    "Normalize",
+    "NormalizeConfig",
+    "Rename",
+    "RenameConfig",
+    "Sample",
+    "SampleConfig",
+    "SelectColumns",
+    "SelectColumnsConfig",
+    "TextTokenization",
+    "TextTokenizationConfig",
+]

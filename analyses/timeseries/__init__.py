@@ -2,7 +2,7 @@
 
 ::
 
-    from raysight.analyses.timeseries.analysis import TimeSeries
+    from raysight.analyses.timeseries import TimeSeries
 
     ts = TimeSeries(TimeSeries.Config(
         time_column="ts", value_columns=["amount"], operations=["sum", "mean"],
@@ -25,3 +25,8 @@ One module per step, in the order a result is computed:
 - ``analysis``: the :class:`~raysight.analyses.timeseries.analysis.TimeSeries` kernel
   (``partial``/``merge``/``finalize``).
 """
+
+from raysight.analyses.timeseries.analysis import TimeSeries
+from raysight.analyses.timeseries.config import TimeSeriesConfig
+
+__all__ = ["TimeSeries", "TimeSeriesConfig"]
