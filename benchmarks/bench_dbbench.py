@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="keep the specs' default key ordering (db-benchmark has none)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="runs of each question per system; the best counts (db-benchmark: 2)")
+    parser.add_argument("--fan-in", type=int, default=None,
+                        help="execution.combine_fan_in: partial states per merge task "
+                             "(default: the spec's, 8); at least --partitions means one combine")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     ray.init(logging_level="ERROR", log_to_driver=False)
@@ -82,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for question, polars_query in POLARS.items():
         overrides = [] if args.sorted_output else ["analysis.sort=false"]
+        if args.fan_in is not None:
+            overrides.append(f"execution.combine_fan_in={args.fan_in}")
         spec = load_spec(ROOT / "examples" / "dbbench" / f"{question}.yaml", overrides)
         # the analyze steps exactly as a job plans them (fast path, tree combine or shuffle)
         plan = AnalysisJob(spec).analyze_flow()
@@ -101,9 +106,11 @@ def main(argv: list[str] | None = None) -> int:
         assert answer.num_rows == expected.height, (question, answer.num_rows, expected.height)
         rows.append({"question": question, "rows": expected.height,
                      **{name: min(values) for name, values in times.items()}})
+    fan_in = args.fan_in if args.fan_in is not None else "spec default"
     total = {name: sum(row[name] for row in rows) for name in ("eager", "lazy", "ours")}
     print(f"db-benchmark group-by, {args.rows:,} rows, K={args.k}, {len(refs)} partition(s), "
-          f"best of {args.repeat}, output {'sorted' if args.sorted_output else 'unordered'}")
+          f"fan-in {fan_in}, best of {args.repeat}, "
+          f"output {'sorted' if args.sorted_output else 'unordered'}")
     print("  ratio, delta: raysight against Polars' eager query (the same in-memory engine);")
     print("  vs lazy: against Polars' lazy query (streaming engine, whose float results vary")
     print("  in the last bits from run to run; raysight streams only exact aggregations)")
@@ -116,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{1000 * (row['ours'] - row['eager']):8.0f} {row['ours'] / row['lazy']:7.2f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": args.rows, "k": args.k, "partitions": len(refs),
-                                         "repeat": args.repeat, "questions": rows}, indent=2))
+                                         "fan_in": args.fan_in, "repeat": args.repeat,
+                                         "questions": rows}, indent=2))
     return 0
 
 
