@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Hashable, Iterable, Sequence
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar
 
 import polars as pl
 import pyarrow as pa
+from pydantic import AfterValidator, ValidationInfo
 
 from raysight.errors import InputError
 
@@ -23,6 +24,8 @@ __all__ = [
     "as_float",
     "as_frame",
     "is_numeric",
+    "ListedOnce",
+    "Names",
     "listed_once",
     "require_columns",
     "require_numeric",
@@ -40,6 +43,16 @@ def listed_once(values: NamesT, field: str) -> NamesT:
         if duplicates:
             raise ValueError(f"{field} lists {', '.join(map(repr, duplicates))} more than once")
     return values
+
+
+def _listed_once_in_field(values: Any, info: ValidationInfo) -> Any:
+    return listed_once(values, info.field_name or "the list")
+
+
+#: marks a config list whose items are listed once: ``Annotated[list[Part], ListedOnce]``
+ListedOnce = AfterValidator(_listed_once_in_field)
+#: a config list of names (columns, keys), each listed once
+Names = Annotated[list[str], ListedOnce]
 
 
 def require_columns(

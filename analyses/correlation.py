@@ -20,13 +20,13 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from raysight.analyses.columns import (
+    Names,
     as_float,
     as_frame,
     is_numeric,
-    listed_once,
     require_columns,
     require_numeric,
     stack,
@@ -50,13 +50,8 @@ class CorrelationConfig(PluginConfig):
     type: Literal["correlation_matrix"] = "correlation_matrix"
     #: numeric columns to correlate, in this order; None means every integer and float column
     #: of the table's schema, in schema order
-    columns: list[str] | None = Field(default=None, min_length=1)
+    columns: Names | None = Field(default=None, min_length=1)
     method: Literal["pearson", "spearman"] = "pearson"
-
-    @field_validator("columns")
-    @classmethod
-    def _no_duplicates(cls, value: list[str] | None) -> list[str] | None:
-        return listed_once(value, "columns")
 
 
 @dataclass

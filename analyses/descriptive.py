@@ -29,9 +29,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from raysight.analyses.columns import as_frame, is_numeric, listed_once, require_columns, stack
+from raysight.analyses.columns import Names, as_frame, is_numeric, require_columns, stack
 from raysight.analyses.moments import merge_moments
 from raysight.errors import InputError
 from raysight.plugins import Analysis, AnalysisResult, PluginConfig
@@ -141,12 +141,7 @@ class DescriptiveConfig(PluginConfig):
 
     type: Literal["descriptive"] = "descriptive"
     #: columns to describe, in this order; None means every column, in schema order
-    columns: list[str] | None = Field(default=None, min_length=1)
-
-    @field_validator("columns")
-    @classmethod
-    def _no_duplicates(cls, value: list[str] | None) -> list[str] | None:
-        return listed_once(value, "columns")
+    columns: Names | None = Field(default=None, min_length=1)
 
 
 class Descriptive(Analysis[DescriptiveConfig]):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from raysight.analyses.columns import listed_once, require_columns
+from raysight.analyses.columns import ListedOnce, require_columns
 from raysight.analyses.preprocess.checks import as_text, first_failure, is_text, require_new
 from raysight.analyses.temporal import parse_iso_datetime
 from raysight.errors import InputError
@@ -43,14 +43,10 @@ class DateExtractionConfig(PluginConfig):
 
     op: Literal["date_extraction"] = "date_extraction"
     column: str = Field(min_length=1)
-    parts: list[DatePart] = Field(default_factory=lambda: [*_DEFAULT_PARTS], min_length=1)
+    parts: Annotated[list[DatePart], ListedOnce] = Field(
+        default_factory=lambda: [*_DEFAULT_PARTS], min_length=1)
     #: True: a string that is not ISO-8601 is an InputError; False: its parts are null
     strict: bool = True
-
-    @field_validator("parts")
-    @classmethod
-    def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return listed_once(value, "parts")
 
 
 class DateExtraction(Preprocessor[DateExtractionConfig]):

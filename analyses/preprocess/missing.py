@@ -11,9 +11,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from raysight.analyses.columns import as_frame, is_numeric, listed_once, require_columns, stack
+from raysight.analyses.columns import Names, as_frame, is_numeric, require_columns, stack
 from raysight.analyses.descriptive import merge_value_counts, quantile_from_counts, value_counts
 from raysight.errors import InputError
 from raysight.plugins import PluginConfig, Preprocessor
@@ -31,14 +31,9 @@ class DropMissingConfig(PluginConfig):
 
     op: Literal["drop_missing"] = "drop_missing"
     #: columns to look at; empty means every column
-    columns: list[str] = Field(default_factory=list)
+    columns: Names = Field(default_factory=list)
     #: "any": drop a row when any listed column is missing; "all": only when all are
     how: Literal["any", "all"] = "any"
-
-    @field_validator("columns")
-    @classmethod
-    def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return listed_once(value, "columns")
 
 
 class DropMissing(Preprocessor[DropMissingConfig]):
@@ -74,17 +69,12 @@ class FillMissingConfig(PluginConfig):
     """Fill nulls with a constant, a statistic of the whole column, or a neighbouring value."""
 
     op: Literal["fill_missing"] = "fill_missing"
-    columns: list[str] = Field(min_length=1)
+    columns: Names = Field(min_length=1)
     #: mean and median need numeric columns; most_frequent breaks ties by the smallest value;
     #: forward/backward carry the previous/next non-null value in row order (across partitions)
     method: FillMethod = "constant"
     #: the fill value for method "constant" (and only then)
     value: str | int | float | bool | None = None
-
-    @field_validator("columns")
-    @classmethod
-    def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return listed_once(value, "columns")
 
     @model_validator(mode="after")
     def _value_matches_method(self) -> FillMissingConfig:

@@ -9,7 +9,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from raysight.analyses.columns import as_frame, listed_once, require_columns
+from raysight.analyses.columns import Names, as_frame, require_columns
 from raysight.analyses.preprocess.checks import as_text
 from raysight.errors import InputError
 from raysight.plugins import PluginConfig, Preprocessor
@@ -65,14 +65,9 @@ class DeduplicateConfig(PluginConfig):
 
     op: Literal["deduplicate"] = "deduplicate"
     #: key columns; empty means the whole row
-    columns: list[str] = Field(default_factory=list)
+    columns: Names = Field(default_factory=list)
     #: first: keep the first row of each key; last: keep the last one
     keep: Literal["first", "last"] = "first"
-
-    @field_validator("columns")
-    @classmethod
-    def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return listed_once(value, "columns")
 
 
 class Deduplicate(Preprocessor[DeduplicateConfig]):

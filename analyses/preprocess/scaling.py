@@ -7,9 +7,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from raysight.analyses.columns import listed_once, require_columns, stack
+from raysight.analyses.columns import Names, require_columns, stack
 from raysight.analyses.descriptive import merge_value_counts, quantile_from_counts, value_counts
 from raysight.analyses.preprocess.checks import require_numeric
 from raysight.plugins import PluginConfig, Preprocessor
@@ -24,15 +24,10 @@ class NormalizeConfig(PluginConfig):
     """Rescale numeric columns with statistics of the whole column."""
 
     op: Literal["normalize"] = "normalize"
-    columns: list[str] = Field(min_length=1)
+    columns: Names = Field(min_length=1)
     #: min_max: (x - min) / (max - min); z_score: (x - mean) / std with population std
     #: (ddof=0, as scikit-learn StandardScaler); robust: (x - median) / (q3 - q1)
     method: NormalizeMethod = "min_max"
-
-    @field_validator("columns")
-    @classmethod
-    def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return listed_once(value, "columns")
 
 
 class Normalize(Preprocessor[NormalizeConfig]):

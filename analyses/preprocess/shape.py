@@ -7,7 +7,7 @@ from typing import Any, ClassVar, Literal
 import polars as pl
 from pydantic import Field, field_validator
 
-from raysight.analyses.columns import listed_once, require_columns
+from raysight.analyses.columns import Names, listed_once, require_columns
 from raysight.errors import InputError
 from raysight.plugins import PluginConfig, Preprocessor
 
@@ -18,14 +18,9 @@ class SelectColumnsConfig(PluginConfig):
     """Keep (or drop) a list of columns."""
 
     op: Literal["select_columns"] = "select_columns"
-    columns: list[str] = Field(min_length=1)
+    columns: Names = Field(min_length=1)
     #: True keeps the columns in the listed order; False drops them
     include: bool = True
-
-    @field_validator("columns")
-    @classmethod
-    def _no_duplicates(cls, value: list[str]) -> list[str]:
-        return listed_once(value, "columns")
 
 
 class SelectColumns(Preprocessor[SelectColumnsConfig]):
