@@ -13,6 +13,7 @@ import functools
 import heapq
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,8 +44,8 @@ def run_calls(executor: Executor, calls: list[Call],
     pool = ActorPool(actor_task, min(actor_task.concurrency, len(calls))) \
         if actor_task is not None else None
     # a function shared by many calls goes into the object store once
-    shared = {k: ray.put(t.fn) for k, t in steps.items()
-              if t.mode != "actor" and sum(c.task is t for c in calls) > 1}
+    uses = Counter(id(c.task) for c in calls)
+    shared = {k: ray.put(t.fn) for k, t in steps.items() if t.mode != "actor" and uses[k] > 1}
     options = {k: f"{ctx.job_id}/{t.name}" for k, t in steps.items()}
     breakers = {k: breaker(t.circuit_breaker)
                 for k, t in steps.items() if t.circuit_breaker}
@@ -111,9 +112,9 @@ def run_calls(executor: Executor, calls: list[Call],
 
             if counts_as_failure(err):
                 breaker.record.remote(False)
-        delay = executor._attempt_failed(ctx, task.name, task.retry or executor.default_retry, err,
-                                     retries[i], first, partition=calls[i].partition,
-                                     started_at=t_wall, state=state)
+        delay = executor._attempt_failed(ctx, task.name, task.retry or executor.default_retry,
+                                         err, retries[i], first, partition=calls[i].partition,
+                                         started_at=t_wall, state=state)
         if delay is not None:
             retries[i] += 1
             heapq.heappush(due, (time.monotonic() + delay, i))
