@@ -160,12 +160,9 @@ class ExecutionSpec(_Strict):
         return self
 
 
-class JobSpecBase(_Strict):
-    """Fields every job has; source/preprocessing/analysis/... come from the registries."""
+class JobCommon(_Strict):
+    """Fields every job has, whatever its spec version."""
 
-    version: Literal[1] = Field(default=1, description="spec version; older versions are "
-                                "migrated (0 = the job JSON with id, parameters "
-                                "and execution_settings)")
     job_id: str | None = Field(default=None, description="default job_<uuid4>; templates {date} "
                                "{timestamp} {uuid}")
     user_id: str = "anonymous"
@@ -176,7 +173,7 @@ class JobSpecBase(_Strict):
     resources: dict[StepName, ResourceSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _check_outputs(self) -> JobSpecBase:
+    def _check_outputs(self) -> JobCommon:
         seen: dict[str, int] = {}
         for i, export in enumerate(getattr(self, "exports", [])):
             path = export.path or _default_export_name(export)
@@ -190,7 +187,22 @@ class JobSpecBase(_Strict):
             seen[norm] = i
         if self.job_id is not None:
             render_job_id(self.job_id)  # raises on a bad template
-        _check_chart_columns(self)
+        return self
+
+
+class JobSpecBase(JobCommon):
+    """A version 1 job: one source, its preprocessing and one analysis; the source,
+    preprocessing, analysis ... fields come from the registries."""
+
+    version: Literal[1] = Field(default=1, description="spec version; older versions are "
+                                "migrated (0 = the job JSON with id, parameters "
+                                "and execution_settings)")
+
+    @model_validator(mode="after")
+    def _check_charts(self) -> JobSpecBase:
+        charts = getattr(self, "visualizations", [])
+        analysis = getattr(self, "analysis", None)
+        check_chart_columns([(i, chart, analysis) for i, chart in enumerate(charts)])
         return self
 
 
@@ -209,22 +221,20 @@ else:
     JobSpec = JobSpecBase
 
 
-def _check_chart_columns(spec: Any) -> None:
-    """Charts may only name columns the analysis will produce, where its config decides them
-    (ValidationError at ``visualizations[i].<field>``, listing the result's columns)."""
-    charts = getattr(spec, "visualizations", [])
-    if not charts:
-        return
-    columns = registry.analyses.build(spec.analysis).output_columns()
-    if columns is None:
-        return
+def check_chart_columns(charts: list[tuple[int, Any, Any]]) -> None:
+    """Charts may only name columns the analysis they render will produce, where its config
+    decides them: for each ``(index, chart, analysis config)``, a ValidationError at
+    ``visualizations[index].<field>`` listing the result's columns."""
     problems = []
-    for i, chart in enumerate(charts):
+    for i, chart, analysis in charts:
+        columns = registry.analyses.build(analysis).output_columns()
+        if columns is None:
+            continue
         for field, column in registry.charts.build(chart).columns().items():
             if column not in columns:
                 near = difflib.get_close_matches(column, columns, n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
-                message = (f"column {column!r} is not in the {spec.analysis.type} result, "
+                message = (f"column {column!r} is not in the {analysis.type} result, "
                            f"whose columns will be: {', '.join(columns)}{hint}")
                 problems.append(InitErrorDetails(
                     type=PydanticCustomError("unknown_column", "{message}",
@@ -263,19 +273,22 @@ def _export_path_problem(path: str) -> str | None:
     return None
 
 
-def _union(configs: list[type], discriminator: str) -> Any:
+def union_of(configs: list[type], discriminator: str) -> Any:
     if len(configs) == 1:
         return configs[0]
     return Annotated[Union[tuple(configs)], Field(discriminator=discriminator)]  # noqa: UP007
 
 
-class _AcceptsCustomForm:
-    """The analysis field's JSON Schema also accepts the custom form, ``{type: custom, name,
-    params}``, which the field's validator rewrites to the kernel's own config."""
+class AcceptsCustomForm:
+    """An analysis field's JSON Schema also accepts the custom form, ``{type: custom, name,
+    params}`` (``form``), which the field's validator rewrites to the kernel's own config."""
+
+    def __init__(self, form: type[BaseModel] = CustomForm) -> None:
+        self.form = form
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict[str, Any]:
         schema: dict[str, Any] = handler(core_schema)
-        custom: dict[str, Any] = handler(CustomForm.__pydantic_core_schema__)
+        custom: dict[str, Any] = handler(self.form.__pydantic_core_schema__)
         names = ", ".join([*registry.analyses.names(), *SEED_NAMES])
         custom = {**custom, "description": f"runs the analysis `name` ({names}) with `params`"}
         if "oneOf" not in schema:
@@ -290,16 +303,16 @@ class _AcceptsCustomForm:
 @functools.cache
 def spec_model() -> type[JobSpec]:
     """The JobSpec model for the plugins installed now (built once per process)."""
-    source = _union(registry.connectors.configs(), "type")
-    op = _union(registry.preprocessors.configs(), "op")
+    source = union_of(registry.connectors.configs(), "type")
+    op = union_of(registry.preprocessors.configs(), "op")
     analysis: Any = Annotated[
-        _union(registry.analyses.configs(), "type"),
+        union_of(registry.analyses.configs(), "type"),
         BeforeValidator(resolve_custom),
-        _AcceptsCustomForm(),
+        AcceptsCustomForm(),
     ]
-    chart = _union(registry.charts.configs(), "type")
-    export = _union(registry.exporters.configs(), "format")
-    notify = _union(registry.notifiers.configs(), "channel")
+    chart = union_of(registry.charts.configs(), "type")
+    export = union_of(registry.exporters.configs(), "format")
+    notify = union_of(registry.notifiers.configs(), "channel")
     return create_model(  # type: ignore[call-overload,no-any-return]
         "JobSpec",
         __base__=JobSpecBase,  # type: ignore[arg-type]
