@@ -8,7 +8,6 @@ failed job leaves no partial output files.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import logging
@@ -20,8 +19,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import ray
-
 from raysight import registry
 from raysight.engine.checkpoint import CheckpointStore
 from raysight.engine.context import RunContext
@@ -29,9 +26,10 @@ from raysight.engine.events import EventLog, JsonlObserver, Observers
 from raysight.engine.executor import Executor, fetch
 from raysight.engine.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.engine.resources import Resources, node_resources
-from raysight.engine.workflow import Mode, Pass, Step, Task, branch, parallel, tasks
+from raysight.engine.workflow import Mode, Step, Task, parallel, tasks
 from raysight.errors import InputError
 from raysight.job import steps
+from raysight.job.flows import absolute_source, analyze_flow, load_flow, preprocess_flow
 from raysight.job.record import RunRecord
 from raysight.job.result import DONE_STATES, JobResult, write_json_atomic
 from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
@@ -78,7 +76,7 @@ class AnalysisJob:
         self.job_dir = self.run_root / self.job_id
         self.staging = self.job_dir / STAGING
         self.resuming = resume
-        self.connector = registry.connectors.build(_absolute_source(spec.source))
+        self.connector = registry.connectors.build(absolute_source(spec.source))
         self.ops = [registry.preprocessors.build(op) for op in spec.preprocessing]
         self.kernel = registry.analyses.build(spec.analysis)
         self.charts = [registry.charts.build(v) for v in spec.visualizations]
@@ -126,32 +124,10 @@ class AnalysisJob:
     def workflow(self) -> Step:
         """The plan: every step a Ray task named ``<job_id>/<step>``."""
         source = str(getattr(self.connector.config, "path", self.spec.source.type))
-        load = (
-            self._task(
-                "load",
-                "load.plan",
-                partial(steps.plan_source, connector=self.connector),
-                mode="fanout",
-                on_success=self._record.on_planned,
-            )
-            >> self._task(
-                "load",
-                "load",
-                partial(steps.read_partition, connector=self.connector),
-                mode="map",
-                on_success=self._record.on_loaded,
-            )
-            >> self._task(
-                "load",
-                "load.schema",
-                partial(steps.schema_to_conform, source=source),
-                mode="driver",
-            )
-            >> self._task("load", "load.unify", steps.conform_partition, mode="map").when(
-                steps.needs_conform, "the partitions differ in schema"
-            )
-        )
-        preprocess = self._preprocess_flow().when(
+        load = load_flow(self._task, self.connector, source,
+                         on_planned=self._record.on_planned, on_loaded=self._record.on_loaded)
+        preprocess = preprocess_flow(self._task, self.ops,
+                                     on_preprocessed=self._record.on_preprocessed).when(
             lambda ctx: bool(self.ops), "the spec has preprocessing operations"
         )
         analyze = self.analyze_flow()
@@ -198,101 +174,9 @@ class AnalysisJob:
         return load >> preprocess >> analyze >> results >> notify >> complete
 
     def analyze_flow(self) -> Step:
-        """The analyze steps: one task on a single partition (no partial state), else
-        partial states combined as a tree, or a shuffle (see :meth:`_analyze_partitions`)."""
-        return branch(
-            steps.single_partition,
-            self._task(
-                "analyze",
-                "analyze",
-                partial(steps.analyze_whole, kernel=self.kernel),
-                on_success=self._record.on_analyzed,
-            ),
-            self._analyze_partitions(),
-        )
-
-    def _analyze_partitions(self) -> Step:
-        """Analysis over several partitions: a partial state per partition merged as a tree
-        (no task receives more than ``execution.combine_fan_in`` states), or, for holistic
-        per-group work (median, top-k...), a shuffle by key with an exact reduce per shard."""
-        kernel = self.kernel
-        if kernel.shuffle_keys():
-            shards = _shard_count()
-            return (
-                self._task(
-                    "analyze",
-                    "analyze.shuffle",
-                    partial(steps.analyze_shard, kernel=kernel, shards=shards),
-                    mode="map",
-                )
-                .with_checkpoint(False)
-                .replace_shards(shards)
-                >> self._task(
-                    "analyze", "analyze", partial(steps.analyze_reduce, kernel=kernel), mode="map"
-                )
-                >> self._task(
-                    "analyze",
-                    "analyze.combine",
-                    partial(steps.analyze_finish, kernel=kernel),
-                    on_success=self._record.on_analyzed,
-                )
-            )
-        flow: Step = self._task(
-            "analyze", "analyze", partial(steps.analyze_partial, kernel=kernel), mode="map"
-        )
-        if kernel.mergeable:
-            flow = flow >> dataclasses.replace(
-                self._task(
-                    "analyze",
-                    "analyze.merge",
-                    partial(steps.analyze_merge, kernel=kernel),
-                    mode="reduce",
-                ),
-                fan_in=self.spec.execution.combine_fan_in,
-            )
-        return flow >> self._task(
-            "analyze",
-            "analyze.combine",
-            partial(steps.analyze_combine, kernel=kernel),
-            on_success=self._record.on_analyzed,
-        )
-
-    def _preprocess_flow(self) -> Step:
-        """Row-local operations run per partition; an operation that needs whole-column
-        statistics first computes partial statistics per partition and merges them."""
-        flow: Step = Pass("preprocess.start")
-        pending: list[Any] = []
-        for op in self.ops:
-            if getattr(op, "needs_stats", False):
-                if pending:
-                    flow = flow >> self._task(
-                        "preprocess",
-                        "preprocess",
-                        partial(steps.apply_ops, ops=pending),
-                        mode="map",
-                    )
-                flow = flow >> parallel(
-                    Pass(),
-                    self._task(
-                        "preprocess",
-                        "preprocess.stats",
-                        partial(steps.op_partial_stats, op=op),
-                        mode="map",
-                    )
-                    >> self._task(
-                        "preprocess", "preprocess.stats.merge", partial(steps.op_merge_stats, op=op)
-                    ),
-                )
-                pending = [op]
-            else:
-                pending.append(op)
-        return flow >> self._task(
-            "preprocess",
-            "preprocess",
-            partial(steps.apply_ops, ops=pending),
-            mode="map",
-            on_success=self._record.on_preprocessed,
-        )
+        """The analyze steps of the job (see :func:`raysight.job.flows.analyze_flow`)."""
+        return analyze_flow(self._task, self.kernel, self.spec.execution.combine_fan_in,
+                            on_analyzed=self._record.on_analyzed)
 
     # -- running ----------------------------------------------------------------------------
 
@@ -445,21 +329,6 @@ class AnalysisJob:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(path, target)
         shutil.rmtree(self.staging, ignore_errors=True)
-
-
-def _shard_count() -> int:
-    """Shards of a shuffle: one per CPU of the cluster (at least two)."""
-    cpus = ray.cluster_resources().get("CPU", 2) if ray.is_initialized() else 2
-    return max(2, int(cpus))
-
-
-def _absolute_source(source: Any) -> Any:
-    """Relative local paths resolve against the current directory, here on the driver, so
-    workers with another working directory read the same file."""
-    path = getattr(source, "path", None)
-    if isinstance(path, str) and "://" not in path and not os.path.isabs(path):
-        return source.model_copy(update={"path": os.path.abspath(path)})
-    return source
 
 
 __all__ = ["AnalysisJob"]

@@ -400,6 +400,26 @@ def parse_spec(data: Any, source: str = "spec") -> JobSpec:
                         errors=[_loc(e["loc"], data) for e in err.errors()]) from None
 
 
+class SpecLoader(yaml.SafeLoader):
+    """YAML as version 1.2 reads booleans: only ``true``/``false``. YAML 1.1's ``on``,
+    ``off``, ``yes`` and ``no`` stay strings, so a join's ``on: [key]`` is the key ``on``
+    (PyYAML's default loader would read it as ``True: [key]``)."""
+
+
+SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"))
+
+
+def read_yaml(text: str) -> Any:
+    """A YAML document read with :class:`SpecLoader`."""
+    return yaml.load(text, Loader=SpecLoader)  # noqa: S506 - a SafeLoader
+
+
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
     """Read a YAML or JSON spec file, apply ``KEY=VALUE`` overrides, validate."""
     path = Path(path)
@@ -410,7 +430,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as err:
         raise SpecError(f"cannot read spec file {path}: {err}", path=str(path)) from None
     try:
-        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix.lower() == ".json" else read_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise SpecError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                         f"{err}", path=str(path)) from None
@@ -427,7 +447,7 @@ def apply_override(data: dict[str, Any], item: str) -> None:
         raise SpecError(f"--set {item!r}: expected KEY=VALUE, e.g. --set priority=70")
     parts = [p for p in re.split(r"\.|\[(\d+)\]", key.strip()) if p]
     try:
-        value = yaml.safe_load(raw) if raw.strip() else raw
+        value = read_yaml(raw) if raw.strip() else raw
     except yaml.YAMLError:
         value = raw
     node: Any = data
@@ -449,6 +469,11 @@ def apply_override(data: dict[str, Any], item: str) -> None:
             raise SpecError(f"--set {key}: {'.'.join(parts[:i])} is not a mapping or list")
 
 
+#: error kinds whose message already names the value (it is not repeated as ``(got ...)``)
+QUIET_ERRORS = {"missing", "extra_forbidden", "unknown_column", "unknown_node", "wrong_node",
+                "duplicate_node", "cycle", "report_from", "node_name"}
+
+
 def format_errors(err: ValidationError, data: Any) -> str:
     lines = []
     for e in err.errors():
@@ -456,7 +481,7 @@ def format_errors(err: ValidationError, data: Any) -> str:
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         value = e.get("input")
-        quiet = (e["type"] in ("missing", "extra_forbidden", "unknown_column")
+        quiet = (e["type"] in QUIET_ERRORS
                  or isinstance(value, (dict, list)))
         shown = "" if quiet else f" (got {value!r})"
         lines.append(f"  {_loc(e['loc'], data)}: {msg}{shown}")
@@ -468,6 +493,8 @@ def _loc(loc: tuple[Any, ...], data: Any) -> str:
     out = ""
     node = data
     for part in loc:
+        if part == "[key]":  # pydantic's marker of a dict key that failed validation
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
             node = node[part] if isinstance(node, list) and part < len(node) else None
