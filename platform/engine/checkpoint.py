@@ -15,6 +15,7 @@ import base64
 import json
 import pickle
 import posixpath
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ class CheckpointStore:
     spec_version: int | None = None
     _manifest: dict[str, Any] | None = field(default=None, init=False, repr=False)
     _header_written: bool = field(default=False, init=False, repr=False)
+    # the nodes of a graph commit from their own driver threads: one commit at a time, so the
+    # header is written once and the manifest's lines never interleave
+    _lock: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False,
+                                   compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         # workers only write partition files: the manifest stays with the driver
@@ -93,6 +98,10 @@ class CheckpointStore:
     def manifest(self) -> dict[str, Any]:
         """The manifest, read once (empty when nothing was checkpointed yet): a header with
         the versions and the completed steps by key."""
+        with self._lock:
+            return self._load_manifest()
+
+    def _load_manifest(self) -> dict[str, Any]:
         if self._manifest is None:
             path = self._path(MANIFEST)
             header = {"format_version": FORMAT_VERSION, "spec_version": self.spec_version}
@@ -142,6 +151,11 @@ class CheckpointStore:
                reports: list[Any]) -> None:
         """Record a completed step (its partition files are already in place) by appending
         one line to the manifest; the step's reports travel inside it."""
+        with self._lock:
+            self._commit(key, step, parts, reports)
+
+    def _commit(self, key: str, step: str, parts: list[dict[str, Any]],
+                reports: list[Any]) -> None:
         manifest = self.manifest()
         record = {"key": key, "step": step, "parts": parts, "completed_at": time.time(),
                   "reports": base64.b64encode(cloudpickle.dumps(reports)).decode()}

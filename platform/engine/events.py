@@ -96,17 +96,30 @@ class LoggingObserver:
 
 
 class Observers:
-    """Delivers each event to every observer in order; a failing observer is only logged."""
+    """Delivers each event to every observer in order; a failing observer is only logged.
+
+    Delivery is serialized: parallel branches and graph nodes emit from their own driver
+    threads, and an observer (a progress table, a span map) is never called by two at once;
+    every observer sees the events in one order. Re-entrant: an observer may emit."""
 
     def __init__(self, observers: list[Any] | None = None) -> None:
         self.observers: list[Any] = list(observers or [])
+        self._lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"observers": self.observers}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["observers"])  # type: ignore[misc]
 
     def add(self, observer: Any) -> None:
-        self.observers.append(observer)
+        with self._lock:
+            self.observers.append(observer)
 
     def on_event(self, event: Event) -> None:
-        for observer in self.observers:
-            try:
-                observer.on_event(event)
-            except Exception:
-                log.exception("observer %r failed on %s", observer, event.event_type)
+        with self._lock:
+            for observer in self.observers:
+                try:
+                    observer.on_event(event)
+                except Exception:
+                    log.exception("observer %r failed on %s", observer, event.event_type)

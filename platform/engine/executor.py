@@ -3,8 +3,9 @@
 Every task returns two objects: a small :class:`~raysight.engine.context.TaskReport` (timings,
 worker, rows, attributes) that the driver reads, and the step's output, which stays in Ray's
 object store and is passed to the next step as an ObjectRef. Each Ray task is named
-``<job_id>/<step>`` so the Ray dashboard and ``ray.util.state`` show which job and step it
-belongs to. Every failed attempt, wherever it ran, goes through one decision
+``<job_id>/<step>`` (``<job_id>/<node>/<step>`` inside a :class:`~raysight.engine.graph.Graph`)
+so the Ray dashboard and ``ray.util.state`` show which job, node and step it belongs to.
+Every failed attempt, wherever it ran, goes through one decision
 (:meth:`Executor._attempt_failed`): record it, then retry after the policy's delay or raise.
 """
 
@@ -16,7 +17,7 @@ import logging
 import os
 import random
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import ray
@@ -33,6 +34,7 @@ from raysight.engine.context import (
 )
 from raysight.engine.events import Observers
 from raysight.engine.failures import classify
+from raysight.engine.graph import NODE_TAG, Graph, in_node, task_keys
 from raysight.engine.retry import RetryPolicy
 from raysight.engine.trace import StepRecord
 from raysight.engine.worker import compensate, pack, restore_partition
@@ -49,6 +51,7 @@ from raysight.engine.workflow import (
     Task,
     TimeLimited,
     When,
+    _map_tasks,
     holds,
 )
 from raysight.engine.workflow import tasks as tasks_of
@@ -90,10 +93,12 @@ class Executor:
         """Run ``node`` on ``value``; returns its output (ObjectRefs/Partitions, not data).
 
         On failure, completed steps that declared a compensation are compensated in reverse
-        order before the error is raised (saga)."""
+        order before the error is raised (saga). Checkpoint keys come from
+        :func:`~raysight.engine.graph.task_keys`: a task's position in the plan and its name,
+        or, inside a graph, its node, its position in the node and its name."""
         register_arrow_serializer()
-        for i, task in enumerate(tasks_of(node)):
-            ctx.task_keys.setdefault(id(task), f"{i:03d}-{task.name}")
+        for key, value in task_keys(node).items():
+            ctx.task_keys.setdefault(key, value)
         ctx.trace.start()
         try:
             return self._run(node, value, ctx)
@@ -135,6 +140,8 @@ class Executor:
             return self._skip(node.if_true, value, ctx, node.description)
         if isinstance(node, Parallel):
             return self._run_parallel(node, value, ctx)
+        if isinstance(node, Graph):
+            return self._run_graph(node, value, ctx)
         if isinstance(node, Nested):
             child = ctx.fork(trace=ctx.trace.child(), params={**ctx.params, **node.params},
                              cancel_events=ctx.cancel_events)
@@ -169,10 +176,10 @@ class Executor:
 
     def _skip(self, node: Step, value: Any, ctx: RunContext, reason: str) -> Any:
         now = time.time()
+        why = f"condition false: {reason}" if reason else "condition not met"
         ctx.trace.record_step(f"{node.name} (skipped)")
-        ctx.trace.add(StepRecord(node.name, "skipped", started_at=now, ended_at=now))
-        ctx.emit("step_skipped", node.name,
-                 reason=f"condition false: {reason}" if reason else "condition not met")
+        ctx.trace.add(StepRecord(node.name, "skipped", started_at=now, ended_at=now, reason=why))
+        ctx.emit("step_skipped", node.name, reason=why)
         return value
 
     def _run_parallel(self, node: Parallel, value: Any, ctx: RunContext) -> tuple[Any, ...]:
@@ -194,6 +201,96 @@ class Executor:
                 own = [e for e in errors if not isinstance(e, Cancelled)]
                 raise (own or errors)[0]  # type: ignore[misc]
             return tuple(f.result() for f in futures)
+
+    def _run_graph(self, node: Graph, value: Any, ctx: RunContext) -> Any:
+        """Run each node as soon as its needs are done, in a thread of its own with a forked
+        context; see :mod:`raysight.engine.graph` for inputs, outputs and failures.
+
+        Events: ``node_started``, ``node_succeeded`` (``restored: true`` when every task of
+        the node came from its checkpoint), ``node_failed`` and ``node_skipped`` (with the
+        reason), the node's name as their step."""
+        outputs: dict[str, Any] = {}
+        errors: list[BaseException] = []  # in the order the nodes failed
+        failed: list[str] = []
+        waiting = list(node.order)
+        running: dict[Future[Any], tuple[str, RunContext]] = {}
+        workers = min(len(node.nodes), self.max_parallel_branches)
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raysight-node")
+        try:
+            while True:
+                if not errors and not ctx.cancelled:
+                    for name in [n for n in waiting
+                                 if all(d in outputs for d in node.nodes[n].needs)]:
+                        waiting.remove(name)
+                        needs = node.nodes[name].needs
+                        given = (value if not needs else outputs[needs[0]] if len(needs) == 1
+                                 else tuple(outputs[d] for d in needs))
+                        node_ctx = ctx.fork()
+                        running[pool.submit(self._run_node, node, name, given, node_ctx)] = (
+                            name, node_ctx)
+                if not running:
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in [f for f in running if f in done]:
+                    name, _ = running.pop(future)
+                    err = future.exception()
+                    if err is None:
+                        outputs[name] = future.result()
+                        continue
+                    errors.append(err)
+                    failed.append(name)
+                    for later in node.downstream(name):
+                        if later in waiting:
+                            waiting.remove(later)
+                            self._skip_node(node, later, f"upstream node {name} failed", ctx)
+        except BaseException:
+            for _, node_ctx in running.values():
+                node_ctx.cancel()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        if errors or ctx.cancelled:
+            reason = f"node {failed[0]} failed" if failed else "run cancelled"
+            for name in waiting:
+                self._skip_node(node, name, f"not started: {reason}", ctx)
+            own = [e for e in errors if not isinstance(e, Cancelled)]
+            if own or errors:
+                raise (own or errors)[0]
+            raise Cancelled(f"run cancelled before node {waiting[0]}", step=waiting[0])
+        return node.result(outputs)
+
+    def _run_node(self, graph: Graph, name: str, value: Any, ctx: RunContext) -> Any:
+        """One node of a graph, in its own thread: its step, framed by node events."""
+        node = graph.nodes[name]
+        restored = ctx.checkpoints is not None and all(
+            t.checkpoint and ctx.checkpoints.completed(ctx.key_of(t)) is not None
+            for t in tasks_of(node.step))
+        ctx.emit("node_started", name, needs=list(node.needs))
+        started = time.monotonic()
+        try:
+            out = self._run(node.step, value, ctx)
+        except BaseException as exc:
+            error = exc.to_dict() if isinstance(exc, WorkflowError) else {
+                "error": type(exc).__name__, "message": str(exc)}
+            ctx.trace.attributes[f"{name}.node_state"] = "failed"
+            ctx.emit("node_failed", name, duration_s=round(time.monotonic() - started, 6),
+                     error=error)
+            raise
+        ctx.trace.attributes[f"{name}.node_state"] = "succeeded"
+        extra = {"restored": True} if restored and tasks_of(node.step) else {}
+        ctx.emit("node_succeeded", name, duration_s=round(time.monotonic() - started, 6),
+                 consumers=len(graph.consumers(name)), **extra)
+        return out
+
+    def _skip_node(self, graph: Graph, name: str, reason: str, ctx: RunContext) -> None:
+        """A node that never started: each of its tasks is recorded as skipped."""
+        now = time.time()
+        ctx.trace.attributes[f"{name}.node_state"] = "skipped"
+        for task in tasks_of(graph.nodes[name].step):
+            ctx.trace.record_step(f"{task.name} (skipped)")
+            ctx.trace.add(StepRecord(task.name, "skipped", started_at=now, ended_at=now,
+                                     reason=reason))
+        ctx.emit("node_skipped", name, reason=reason)
 
     def _run_plain_batch(self, branches: tuple[Task, ...], value: Any,
                          ctx: RunContext) -> tuple[Any, ...]:
@@ -452,6 +549,9 @@ class Executor:
         if not isinstance(plan, Step):
             raise PermanentError(f"dynamic step {task.name!r} must return a step or a list of "
                                  f"steps, not {type(plan).__name__}", step=task.name)
+        node = task.tags.get(NODE_TAG)
+        if node:  # the steps of a dynamic step inside a graph node belong to that node
+            plan = _map_tasks(plan, lambda t: in_node(t, node))
         prefix = ctx.key_of(task) + "/"
         for i, sub in enumerate(tasks_of(plan)):
             ctx.task_keys.setdefault(id(sub), f"{prefix}{i:03d}-{sub.name}")
@@ -537,7 +637,7 @@ class Executor:
             ctx.emit("step_started", task.name, attempt=1, tasks=0)
         ctx.trace.attributes[f"{task.name}.levels"] = str(levels)
         for report in all_reports:
-            ctx.trace.attributes.update(
+            ctx.trace.set_attributes(
                 {f"{task.name}.{k}": v for k, v in report.attributes.items()}
             )
         return StepOutcome(task.name, all_reports, Partitions(items, reports))
@@ -584,8 +684,7 @@ def _outcome(task: Task, results: list[tuple[TaskReport, Any]],
     """A step's outcome from the results of its calls."""
     reports = [r for r, _ in results]
     for report in reports:
-        ctx.trace.attributes.update({f"{task.name}.{k}": v
-                                     for k, v in report.attributes.items()})
+        ctx.trace.set_attributes({f"{task.name}.{k}": v for k, v in report.attributes.items()})
     if task.mode == "shard":
         # shard j of the output holds shard j of every input partition
         output: Any = Partitions([Partitions([d[j] for _, d in results])
@@ -641,6 +740,8 @@ def fetch(value: Any) -> Any:
         return ray.get(list(value.items))
     if isinstance(value, tuple):
         return tuple(fetch(v) for v in value)
+    if isinstance(value, dict):  # a graph's outputs by node
+        return {k: fetch(v) for k, v in value.items()}
     if isinstance(value, ray.ObjectRef):
         return ray.get(value)
     return value

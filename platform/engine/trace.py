@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+#: guards every trace's compound updates: the branches of a parallel and the nodes of a graph
+#: record from their own driver threads (one lock for all traces keeps TraceInfo picklable)
+_LOCK = threading.RLock()
 
 
 def new_instance_id() -> str:
@@ -27,6 +32,8 @@ class StepRecord:
     task_id: str | None = None
     rows: int | None = None
     error: dict[str, Any] | None = None
+    #: why a skipped step did not run (a false condition, a failed upstream graph node)
+    reason: str | None = None
 
     @property
     def duration_s(self) -> float | None:
@@ -87,7 +94,8 @@ class TraceInfo:
             trace_id=f"{self.trace_id}-{new_instance_id()}",
             parent_workflow_instance_id=self.workflow_instance_id,
         )
-        self.children.append(child)
+        with _LOCK:
+            self.children.append(child)
         return child
 
     def start(self) -> None:
@@ -103,20 +111,31 @@ class TraceInfo:
         return self.ended_at - self.started_at
 
     def record_step(self, name: str) -> None:
-        self.execution_path.append(name)
+        with _LOCK:
+            self.execution_path.append(name)
 
     def add(self, record: StepRecord) -> None:
-        self.records.append(record)
-        stats = self.stats.setdefault(record.step, StepStats())
-        if record.state == "skipped":
-            stats.skipped_count += 1
-        elif record.state == "retried":
-            stats.retry_count += 1
-            stats.record(record.duration_s or 0.0, ok=False)
-        elif record.state in ("succeeded", "failed", "timed_out", "cancelled"):
-            stats.record(record.duration_s or 0.0, ok=record.state == "succeeded")
+        with _LOCK:
+            self.records.append(record)
+            stats = self.stats.setdefault(record.step, StepStats())
+            if record.state == "skipped":
+                stats.skipped_count += 1
+            elif record.state == "retried":
+                stats.retry_count += 1
+                stats.record(record.duration_s or 0.0, ok=False)
+            elif record.state in ("succeeded", "failed", "timed_out", "cancelled"):
+                stats.record(record.duration_s or 0.0, ok=record.state == "succeeded")
+
+    def set_attributes(self, attributes: dict[str, str]) -> None:
+        """Add attributes (from a step's reports) as one update."""
+        with _LOCK:
+            self.attributes.update(attributes)
 
     def to_dict(self) -> dict[str, Any]:
+        with _LOCK:
+            return self._to_dict()
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "workflow_instance_id": self.workflow_instance_id,
             "trace_id": self.trace_id,

@@ -404,6 +404,20 @@ class Observed(Step):
         return f"Monitored({self.inner.name})"
 
 
+class Composite(Step):
+    """A step made of named parts that the combinators of this module do not know (a
+    :class:`~raysight.engine.graph.Graph`): :func:`tasks` and the ``with_*`` helpers reach
+    the tasks inside through these two methods."""
+
+    def parts(self) -> list[tuple[str, Step]]:
+        """The named sub-steps, in declaration order."""
+        raise NotImplementedError
+
+    def map_parts(self, change: Callable[[Step], Step]) -> Step:
+        """The same step with ``change`` applied to each sub-step."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, eq=False)
 class Pass(Step):
     """Passes its input through unchanged (no task); useful as a parallel branch."""
@@ -428,20 +442,28 @@ def _map_tasks(node: Step, change: Callable[[Task], Task]) -> Step:
         )
     if isinstance(node, (When, Nested, Retrying, TimeLimited, Observed, Recovered)):
         return dataclasses.replace(node, inner=_map_tasks(node.inner, change))
+    if isinstance(node, Composite):
+        return node.map_parts(lambda s: _map_tasks(s, change))
     return node
+
+
+def children(node: Step) -> tuple[Step, ...]:
+    """The direct sub-steps of a plan node, in declaration order."""
+    if isinstance(node, Sequence):
+        return node.steps
+    if isinstance(node, Parallel):
+        return node.branches
+    if isinstance(node, Branch):
+        return (node.if_true,) + ((node.if_false,) if node.if_false else ())
+    if isinstance(node, (When, Nested, Retrying, TimeLimited, Observed, Recovered)):
+        return (node.inner,)
+    if isinstance(node, Composite):
+        return tuple(part for _, part in node.parts())
+    return ()
 
 
 def tasks(node: Step) -> list[Task]:
     """All tasks of a plan, depth first, in declaration order."""
     if isinstance(node, Task):
         return [node]
-    children: tuple[Step, ...] = ()
-    if isinstance(node, Sequence):
-        children = node.steps
-    elif isinstance(node, Parallel):
-        children = node.branches
-    elif isinstance(node, Branch):
-        children = (node.if_true,) + ((node.if_false,) if node.if_false else ())
-    elif isinstance(node, (When, Nested, Retrying, TimeLimited, Observed, Recovered)):
-        children = (node.inner,)
-    return [t for child in children for t in tasks(child)]
+    return [t for child in children(node) for t in tasks(child)]
