@@ -11,12 +11,30 @@ result is fetched by the driver)::
 
     python benchmarks/bench_join.py --rows 10000000
 
-Measured (2026, a shared 2-core machine, one Ray node, ``--rows 3000000 --partitions 8``)::
+Measured on one Ray node of a shared machine (other jobs running), 8 partitions, best of 2;
+seconds, and shuffle / broadcast (above 1: broadcasting is faster)::
 
-    TODO
+    python benchmarks/bench_join.py --rows 10000000 --dims 10000 100000 300000 1000000
+    dim rows   dim MiB   polars   broadcast   shuffle   shuffle/broadcast
+      10,000      0.42    0.528       0.565     1.645        2.91
+     100,000      4.36    1.272       0.507     0.882        1.74
+     300,000     13.33    1.264       0.497     0.655        1.32
+   1,000,000     44.71    1.485       2.446     0.720        0.29
 
-``BROADCAST_BYTES`` in :mod:`raysight.analyses.relational.strategy` is chosen from these rows:
-the largest dimension size at which broadcasting is still not slower than shuffling.
+    python benchmarks/bench_join.py --rows 3000000
+       1,000      0.03    0.059       0.357     0.355        0.99
+      10,000      0.42    0.046       0.112     0.394        3.51
+     100,000      4.36    0.064       0.150     0.365        2.44
+     300,000     13.33    0.160       0.386     0.352        0.91
+   1,000,000     44.71    0.316       0.658     0.412        0.63
+
+A broadcast costs about (partitions x dimension size): every task builds the dimension's hash
+table; a shuffle about (fact + dimension size) plus a fixed cost of its two rounds of tasks. So
+the crossover grows with the fact table: between 4 and 13 MiB of dimension for 3e6 fact rows,
+between 13 and 45 MiB for 1e7. ``BROADCAST_BYTES`` in
+:mod:`raysight.analyses.relational.strategy` is 16 MiB: broadcasting up to there is at worst
+about 10 % slower than shuffling at the small fact size and faster at the large one, and above
+45 MiB it lost 3.4x. (Sizes are Arrow ``nbytes`` of the dimension table.)
 """
 
 from __future__ import annotations
