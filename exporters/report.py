@@ -1,8 +1,12 @@
 """A self-contained HTML report of a finished job, rendered with Jinja2.
 
-The page needs no network: CSS is inline, plotly.js is inlined once (with the first figure)
-and nothing is loaded from a URL. Autoescaping is on, so every value that comes from the job
-or its data is escaped; only plotly's own figure markup is inserted as is.
+The page needs no network: CSS is inline, plotly.js is inlined once (with the first figure of
+the page) and nothing is loaded from a URL. Autoescaping is on, so every value that comes from
+the job or its data is escaped; only plotly's own figure markup is inserted as is.
+
+A job of one analysis gets one page of that analysis (``report.result`` and ``report.figures``).
+A job whose ``report.analyses`` lists its analyses gets a table of contents and one section
+per analysis, in order, after the job's own warnings, data statistics and metrics.
 
 Example::
 
@@ -14,10 +18,12 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from typing import Any, Literal
 
 import jinja2
 import plotly.io as pio
+import pyarrow as pa
 from markupsafe import Markup
 from pydantic import Field
 
@@ -54,9 +60,9 @@ class HtmlReportExporter(Exporter[HtmlReportConfig]):
 
     def render(self, report: ReportContext) -> str:
         """The report as an HTML document (a string)."""
-        table = report.result.table
-        shown = table.slice(0, self.config.max_rows)
-        title = self.config.title or f"{report.analysis_type.replace('_', ' ').capitalize()} report"
+        if report.analyses:
+            return self._render_sections(report)
+        title = self.config.title or f"{_label(report.analysis_type)} report"
         return (
             _environment()
             .get_template(TEMPLATE)
@@ -69,18 +75,79 @@ class HtmlReportExporter(Exporter[HtmlReportConfig]):
                 warnings=report.warnings,
                 data_stats=_displayable(report.data_stats, "data_stats"),
                 metrics=_displayable(report.metrics, "metrics"),
-                summary=_displayable(report.result.summary, "summary"),
-                figures=_figures(report.figures),
-                columns=table.column_names,
-                rows=to_jsonable(shown),
-                shown_rows=shown.num_rows,
-                total_rows=table.num_rows,
+                main={
+                    "summary": _displayable(report.result.summary, "summary"),
+                    "figures": _figures(report.figures),
+                    **self._preview(report.result.table),
+                },
+                sections=[],
             )
         )
 
+    def _render_sections(self, report: ReportContext) -> str:
+        """The page of a job of several analyses: contents, job facts, one section each."""
+        sections = []
+        plotlyjs = True  # still to be inlined, with the first figure of the page
+        for i, analysis in enumerate(report.analyses):
+            figures = _figures(analysis.figures, plotlyjs=plotlyjs)
+            plotlyjs = plotlyjs and not figures
+            sections.append(
+                {
+                    "anchor": _anchor(i, analysis.name),
+                    "name": analysis.name,
+                    "analysis_type": analysis.analysis_type,
+                    "source": analysis.source,
+                    "warnings": analysis.warnings,
+                    "summary": _displayable(
+                        analysis.result.summary, f"summary of analysis {analysis.name!r}"
+                    ),
+                    "figures": figures,
+                    **self._preview(analysis.result.table),
+                }
+            )
+        count = len(report.analyses)
+        title = self.config.title or f"Report of {count} analys{'is' if count == 1 else 'es'}"
+        return (
+            _environment()
+            .get_template(TEMPLATE)
+            .render(
+                title=title,
+                job_id=report.job_id,
+                user_id=report.user_id,
+                generated_at=report.created_at.isoformat(timespec="seconds"),
+                warnings=report.warnings,
+                data_stats=_displayable(report.data_stats, "data_stats"),
+                metrics=_displayable(report.metrics, "metrics"),
+                sections=sections,
+            )
+        )
 
-def _figures(figures: list[tuple[str, Any]]) -> list[dict[str, Any]]:
-    """Each figure as an HTML fragment; plotly.js is inlined with the first one only."""
+    def _preview(self, table: pa.Table) -> dict[str, Any]:
+        """The first ``max_rows`` rows of a result table, as the template shows them."""
+        shown = table.slice(0, self.config.max_rows)
+        return {
+            "columns": table.column_names,
+            "rows": to_jsonable(shown),
+            "shown_rows": shown.num_rows,
+            "total_rows": table.num_rows,
+        }
+
+
+def _label(analysis_type: str) -> str:
+    """``time_series`` as ``Time series``."""
+    return analysis_type.replace("_", " ").capitalize()
+
+
+def _anchor(index: int, name: str) -> str:
+    """A unique, URL-safe id for the section of the ``index``-th analysis (0-based)."""
+    # the index keeps ids unique when two names slug alike ("a b", "a-b") or to nothing ("東京")
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-").lower()
+    return f"analysis-{index + 1}" + (f"-{slug}" if slug else "")
+
+
+def _figures(figures: list[tuple[str, Any]], *, plotlyjs: bool = True) -> list[dict[str, Any]]:
+    """Each figure as an HTML fragment; plotly.js is inlined with the first one only, and
+    only when ``plotlyjs`` (a page that has not inlined it yet)."""
     rendered = []
     for i, (title, fig) in enumerate(figures):
         try:
@@ -88,7 +155,7 @@ def _figures(figures: list[tuple[str, Any]]) -> list[dict[str, Any]]:
             fragment = pio.to_html(
                 fig,
                 full_html=False,
-                include_plotlyjs=i == 0,
+                include_plotlyjs=plotlyjs and i == 0,
                 default_height="480px",
                 config={"displaylogo": False},
             )

@@ -190,9 +190,30 @@ class Analysis(Plugin[ConfigT]):
 # Outputs
 
 
+@dataclass(frozen=True)
+class AnalysisSection:
+    """One named analysis of a job as a report shows it: its result, charts and warnings.
+
+    ``source`` names the node the analysis reads (a dataset or preprocessing step), for display
+    only.
+    """
+
+    name: str
+    analysis_type: str
+    result: AnalysisResult
+    figures: list[tuple[str, Any]] = field(default_factory=list)  # (title, plotly Figure)
+    warnings: list[str] = field(default_factory=list)
+    source: str = ""
+
+
 @dataclass
 class ReportContext:
-    """Everything an exporter may show about a finished job."""
+    """Everything an exporter may show about a finished job.
+
+    ``result``, ``analysis_type`` and ``figures`` are the analysis an export names (data
+    exporters write ``result``); ``analyses`` lists every analysis of the job in order, for
+    reports that show them all, and is empty for a job of one analysis.
+    """
 
     job_id: str
     user_id: str
@@ -203,6 +224,7 @@ class ReportContext:
     metrics: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     created_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    analyses: list[AnalysisSection] = field(default_factory=list)
 
 
 class Chart(Plugin[ConfigT]):

@@ -26,7 +26,7 @@ from raysight.exporters.files import (
     ParquetExporter,
     to_jsonable,
 )
-from raysight.plugins import AnalysisResult, Exporter, ReportContext
+from raysight.plugins import AnalysisResult, AnalysisSection, Exporter, ReportContext
 from raysight.registry import exporters
 
 
@@ -306,6 +306,27 @@ def test_json_document_holds_job_summary_columns_and_records(
         "columns": ["城市", "amount", "count", "active"],
         "rows": cities.to_pylist(),
     }
+
+
+def test_data_exporters_write_the_result_the_export_names_not_every_analysis(
+    cities: pa.Table, tmp_path: Path
+) -> None:
+    other = AnalysisResult(kind="descriptive", table=pa.table({"x": [1, 2]}), summary={"n": 2})
+    report = report_of(cities, summary={"groups": 4})
+    report.analyses = [
+        AnalysisSection("by_city", "aggregation", report.result, [], []),
+        AnalysisSection("profile", "descriptive", other, [], []),
+    ]
+
+    JsonExporter(JsonExporter.Config()).export(report, str(tmp_path / "result.json"))
+    ParquetExporter(ParquetExporter.Config()).export(report, str(tmp_path / "result.parquet"))
+    CsvExporter(CsvExporter.Config()).export(report, str(tmp_path / "result.csv"))
+
+    assert read_json(tmp_path / "result.json")["rows"] == cities.to_pylist()
+    assert pq.read_table(tmp_path / "result.parquet").equals(cities)
+    assert next(csv.reader(io.StringIO((tmp_path / "result.csv").read_text("utf-8")))) == [
+        "城市", "amount", "count", "active"
+    ]
 
 
 def test_json_writes_nan_and_infinities_as_null(tmp_path: Path) -> None:
