@@ -95,15 +95,13 @@ def main(argv: list[str] | None = None) -> int:
             from raysight.job.pipeline import AnalysisJob
 
             return _run(AnalysisJob.resume(args.job_id, args.run_dir, args.overrides), args)
-        from raysight.job.spec import load_spec
+        from raysight.job.graph_job import job_for, load_any_spec
 
-        spec = load_spec(args.spec, args.overrides)
+        spec = load_any_spec(args.spec, args.overrides)
         if args.command == "validate":
-            print(f"{args.spec}: valid ({spec.analysis.type} job, source {spec.source.type})")
+            print(f"{args.spec}: valid ({_described(spec)})")
             return EXIT_OK
-        from raysight.job.pipeline import AnalysisJob
-
-        return _run(AnalysisJob(spec, run_dir=args.run_dir), args)
+        return _run(job_for(spec, run_dir=args.run_dir), args)
     except InputError as err:
         print(f"raysight: error: {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -153,14 +151,25 @@ def _inspect(args: argparse.Namespace) -> int:
         plan = None
         spec_file = run_dir / "spec.json"
         if spec_file.exists():  # the plan is rebuilt from the spec the job ran with
-            from raysight.job.pipeline import AnalysisJob
-            from raysight.job.spec import parse_spec
+            from raysight.job.graph_job import job_for, parse_any_spec
 
-            spec = parse_spec(json.loads(spec_file.read_text(encoding="utf-8")), str(spec_file))
-            plan = AnalysisJob(spec, run_dir=args.run_dir, job_id=args.job_id).workflow()
+            spec = parse_any_spec(json.loads(spec_file.read_text(encoding="utf-8")),
+                                  str(spec_file))
+            plan = job_for(spec, run_dir=args.run_dir, job_id=args.job_id).workflow()
         for name in write_debug_views(run_dir, plan, result):
             print(f"wrote     {run_dir / name}")
     return EXIT_OK
+
+
+def _described(spec: Any) -> str:
+    """What a validated spec holds, in a few words."""
+    if getattr(spec, "version", 1) != 2:
+        return f"{spec.analysis.type} job, source {spec.source.type}"
+    counts = [(len(getattr(spec, section)), section) for section in
+              ("sources", "datasets", "joins", "unions", "analyses")]
+    nodes = ", ".join(f"{n} {section if n != 1 else section.removesuffix('s')}"
+                      for n, section in counts if n)
+    return f"job graph: {nodes}"
 
 
 def _print_summary(result: Any) -> None:
@@ -171,6 +180,9 @@ def _print_summary(result: Any) -> None:
         produced = result.metrics.get("result_rows")
         print(f"rows      {rows} loaded in {result.data_stats.get('partitions')} partition(s)"
               + ("" if produced is None else f", {int(produced)} result rows"))
+    for name, analysis in result.analyses.items():
+        print(f"analysis  {name} ({analysis['type']} of {analysis['from']}): "
+              f"{analysis['rows']} rows")
     print(f"run dir   {result.run_dir}")
     for path in result.outputs:
         print(f"output    {path}")

@@ -38,7 +38,6 @@ from raysight.job.spec import (
     StepName,
     apply_override,
     export_path,
-    parse_spec,
     render_job_id,
 )
 from raysight.job.steps import COMPLETED_WITH_ERRORS
@@ -101,8 +100,10 @@ class AnalysisJob:
         data = json.loads(spec_file.read_text(encoding="utf-8"))
         for item in overrides:
             apply_override(data, item)
-        spec = parse_spec(data, str(spec_file))
-        return cls(spec, run_dir=run_dir, job_id=job_id, resume=True)
+        from raysight.job.graph_job import job_for, parse_any_spec
+
+        return job_for(parse_any_spec(data, str(spec_file)), run_dir=run_dir, job_id=job_id,
+                       resume=True)
 
     # -- planning --------------------------------------------------------------------------
 
@@ -148,9 +149,13 @@ class AnalysisJob:
             on_success=self._record.on_results,
         ).with_checkpoint(False)
         info = {**info, "priority": self.spec.priority}
-        # one step per notification, each retried under the notify policy; a notifier that
-        # still fails is counted, never fatal (a finished analysis stays finished)
-        notify = parallel(
+        return (load >> preprocess >> analyze >> results >> self._notify_flow(info)
+                >> self._complete_step())
+
+    def _notify_flow(self, info: dict[str, Any]) -> Step:
+        """One step per notification, each retried under the notify policy; a notifier that
+        still fails is counted, never fatal (a finished analysis stays finished)."""
+        return parallel(
             *(
                 self._task(
                     "notify", "notify", partial(steps.send_notification, notifier=n, info=info)
@@ -164,14 +169,15 @@ class AnalysisJob:
                 for n in self.notifiers
             )
         ).when(lambda ctx: bool(self.notifiers), "the spec has notifications")
-        complete = self._task(
+
+    def _complete_step(self) -> Step:
+        return self._task(
             "complete",
             "complete",
             self._record.complete,
             mode="driver",
             on_success=self._record.on_completed,
         )
-        return load >> preprocess >> analyze >> results >> notify >> complete
 
     def analyze_flow(self) -> Step:
         """The analyze steps of the job (see :func:`raysight.job.flows.analyze_flow`)."""
@@ -208,7 +214,7 @@ class AnalysisJob:
     def _run(self, observers: Iterable[Any], executor: Executor | None) -> JobResult:
         self.staging.mkdir(parents=True, exist_ok=True)
         if not self.resuming:
-            write_json_atomic(self.job_dir / SPEC_FILE, self.spec.model_dump(mode="json"))
+            write_json_atomic(self.job_dir / SPEC_FILE, self.spec_json())
         events = EventLog()
         jsonl = JsonlObserver(self.job_dir / "events.jsonl")
         standard = [events, jsonl, MetricsObserver(),
@@ -231,7 +237,7 @@ class AnalysisJob:
             job_id=self.job_id,
             user_id=self.spec.user_id,
             priority=self.spec.priority,
-            analysis_type=self.kernel.name,
+            analysis_type=self.analysis_type,
             driver=driver_identity(),
         )
         errors: list[dict[str, Any]] = []
@@ -288,13 +294,14 @@ class AnalysisJob:
         finished = dt.datetime.now(dt.UTC)
         result = JobResult(
             job_id=self.job_id, user_id=self.spec.user_id, state=state,
-            analysis_type=self.kernel.name, priority=self.spec.priority,
+            analysis_type=self.analysis_type, priority=self.spec.priority,
             run_dir=str(self.job_dir), started_at=started.isoformat(),
             finished_at=finished.isoformat(),
             execution_time_s=(finished - started).total_seconds(),
             data_stats=record.data_stats,
             metrics=dict(record.metrics),
             summary=manifest.get("summary", {}),
+            analyses=manifest.get("analyses", {}),
             outputs=manifest.get("outputs", []) if state in DONE_STATES else [],
             visualizations=manifest.get("visualizations", []), warnings=warnings, errors=errors,
             execution_path=list(ctx.trace.execution_path),
@@ -305,6 +312,15 @@ class AnalysisJob:
         if interrupt is not None:
             raise interrupt
         return result
+
+    @property
+    def analysis_type(self) -> str:
+        """The job's kind of analysis, as events and the result name it."""
+        return str(self.kernel.name)
+
+    def spec_json(self) -> dict[str, Any]:
+        """The spec as ``spec.json`` holds it (what ``resume`` and ``inspect`` read)."""
+        return dict(self.spec.model_dump(mode="json"))
 
     def _new_record(self) -> RunRecord:
         return RunRecord(

@@ -33,6 +33,8 @@ class JobResult:
     data_stats: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
+    #: a job graph's analyses by name: type, rows, columns, summary, outputs, the node read
+    analyses: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
     visualizations: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)

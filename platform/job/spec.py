@@ -422,6 +422,12 @@ def read_yaml(text: str) -> Any:
 
 def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> JobSpec:
     """Read a YAML or JSON spec file, apply ``KEY=VALUE`` overrides, validate."""
+    return parse_spec(read_spec_file(path, overrides), str(path))
+
+
+def read_spec_file(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+    """The data of a YAML or JSON spec file with ``KEY=VALUE`` overrides applied (not yet
+    validated); SpecError when it cannot be read."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -437,7 +443,7 @@ def load_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> 
     if isinstance(data, dict):
         for item in overrides:
             apply_override(data, item)
-    return parse_spec(data, str(path))
+    return data
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

@@ -1,0 +1,245 @@
+"""The step functions of a job graph's join, union and results nodes.
+
+A join plans from its sides' schemas (known from their steps' reports, no data read), then
+either broadcasts its small side (one task gathers it, every partition of the other side is
+joined with it) or hash-shuffles both sides by key into the same number of shards and joins
+shard by shard, one Ray task each. A union conforms every partition of its inputs to their
+unified schema. The results step renders every chart and writes every export of the job, each
+from the analysis (or data node) it names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from raysight.analyses.relational.config import JoinConfig, Side, UnionConfig
+from raysight.analyses.relational.joins import join_broadcast, join_shard
+from raysight.analyses.relational.plan import JoinPlan, plan_join
+from raysight.analyses.relational.shards import asof_shards, hash_shards
+from raysight.analyses.relational.strategy import choose_strategy
+from raysight.analyses.relational.union import union_schema, union_tables
+from raysight.engine.context import Partitions, StepContext
+from raysight.engine.failures import classify
+from raysight.errors import InputError, TransientError, WorkflowError
+from raysight.plugins import AnalysisResult, AnalysisSection, Chart, Exporter, ReportContext
+from raysight.tables import portable, unify
+
+# ---------------------------------------------------------------------------------------------
+# joins
+
+
+@dataclass(frozen=True)
+class PlannedJoin:
+    """A join's sides with its plan and the strategy chosen for it."""
+
+    left: Partitions
+    right: Partitions
+    plan: JoinPlan
+    strategy: str  # broadcast | shuffle
+    small: Side | None = None
+
+    def side(self, side: Side) -> Partitions:
+        return self.left if side == "left" else self.right
+
+
+def schema_of(partitions: Partitions, node: str) -> pa.Schema:
+    """The unified schema of a node's partitions, from the reports of the steps that made
+    them (no data is read)."""
+    schemas = [r.schema for r in partitions.reports if r is not None and r.schema is not None]
+    if not schemas:
+        raise InputError(f"node {node!r} has no partitions whose schema is known", node=node)
+    return unify(schemas)
+
+
+def _bytes(partitions: Partitions) -> int:
+    return sum(r.bytes or 0 for r in partitions.reports if r is not None)
+
+
+def plan_join_step(sides: tuple[Partitions, Partitions], config: JoinConfig,
+                   node: str) -> PlannedJoin:
+    """Driver step: the join's plan from its sides' schemas, and broadcast or shuffle."""
+    left, right = sides
+    plan = plan_join(config, schema_of(left, config.left), schema_of(right, config.right), node)
+    strategy, small = choose_strategy(config, _bytes(left), _bytes(right))
+    return PlannedJoin(left, right, plan, strategy, small)
+
+
+def is_broadcast(_: Any, planned: PlannedJoin) -> bool:
+    return planned.strategy == "broadcast"
+
+
+def small_side(planned: PlannedJoin) -> Partitions:
+    """Driver step: the side to broadcast."""
+    assert planned.small is not None
+    return planned.side(planned.small)
+
+
+def gather(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """One table of every partition of a side (moved once, then shared by every task)."""
+    from raysight.tables import conform
+
+    return pa.concat_tables([conform(t, schema) for t in tables]) if tables \
+        else schema.empty_table()
+
+
+def gather_inputs(planned: PlannedJoin) -> tuple[Partitions, pa.Schema]:
+    """Driver step: the small side's partitions and the schema they are gathered to."""
+    assert planned.small is not None
+    plan = planned.plan
+    return planned.side(planned.small), (plan.left_schema if planned.small == "left"
+                                         else plan.right_schema)
+
+
+def broadcast_inputs(planned_and_small: tuple[PlannedJoin, Any]) -> tuple[Any, ...]:
+    """Driver step: the large side's partitions, the gathered small side and the plan."""
+    planned, small = planned_and_small
+    large: Side = "right" if planned.small == "left" else "left"
+    return planned.side(large), small, planned.plan, planned.small
+
+
+def broadcast_join(part: pa.Table, small: pa.Table, plan: JoinPlan, side: Side) -> pa.Table:
+    return join_broadcast(part, [small], plan, side)
+
+
+def shard_inputs(planned: PlannedJoin, side: Side) -> tuple[Partitions, JoinPlan, Side]:
+    """Driver step: one side's partitions, to be hash-split by key."""
+    return planned.side(side), planned.plan, side
+
+
+def shard_side(table: pa.Table, plan: JoinPlan, side: Side, shards: int) -> list[pa.Table]:
+    """One partition of one side split into ``shards`` by key (as-of: by its by keys)."""
+    if plan.how == "asof":
+        parts = asof_shards(table, plan, side, shards)
+        return parts if len(parts) == shards else parts + [table.slice(0, 0)] * (shards - 1)
+    return hash_shards(table, plan.shard_keys(side), plan.casts(side), shards)
+
+
+def shard_pairs(value: tuple[PlannedJoin, tuple[Partitions, Partitions]]) -> tuple[Any, ...]:
+    """Driver step: shard j of the left side with shard j of the right, for every j."""
+    planned, (left, right) = value
+    return Partitions(list(zip(left.items, right.items, strict=True))), planned.plan
+
+
+def join_pair(left: list[pa.Table], right: list[pa.Table], plan: JoinPlan) -> pa.Table:
+    return join_shard(left, right, plan)
+
+
+# ---------------------------------------------------------------------------------------------
+# unions
+
+
+def union_inputs(inputs: tuple[Partitions, ...], config: UnionConfig,
+                 node: str) -> tuple[Partitions, pa.Schema]:
+    """Driver step: every partition of the inputs, in order, and their unified schema."""
+    schemas = {name: schema_of(p, name) for name, p in zip(config.inputs, inputs, strict=True)}
+    items = [item for p in inputs for item in p.items]
+    reports = [r for p in inputs for r in p.reports]
+    return Partitions(items, reports), union_schema(schemas, node)
+
+
+def union_partition(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    return union_tables([table], schema)
+
+
+def union_distinct(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
+    """Every input row once (a distinct union is gathered into one partition)."""
+    return union_tables(tables, schema, distinct=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# results
+
+
+@dataclass(frozen=True)
+class ResultsLayout:
+    """Which analysis and data node each entry of the results step's inputs is."""
+
+    analyses: tuple[str, ...]
+    #: data nodes an export writes, with how many partitions each has
+    datasets: tuple[tuple[str, int], ...]
+    sources: dict[str, str]  # analysis -> the node it reads
+
+
+def make_graph_results(
+    analysis_results: list[AnalysisResult],
+    tables: list[pa.Table],
+    layout: ResultsLayout,
+    facts: Any,
+    charts: list[tuple[Chart[Any], str]],
+    exports: list[tuple[Exporter[Any], str, str]],
+    staging: str,
+    info: dict[str, Any],
+    ctx: StepContext,
+) -> dict[str, Any]:
+    """Render every chart of its analysis and write every export of its node; an export
+    that cannot be written spoils no other."""
+    results = {name: AnalysisResult(r.kind, portable(r.table), r.summary)
+               for name, r in zip(layout.analyses, analysis_results, strict=True)}
+    data: dict[str, AnalysisResult] = {}
+    offset = 0
+    for name, count in layout.datasets:
+        parts = tables[offset:offset + count]
+        offset += count
+        table = pa.concat_tables(portable(t) for t in parts) if parts else pa.table({})
+        data[name] = AnalysisResult("dataset", table, {"row_count": table.num_rows})
+    figures: dict[str, list[tuple[str, Any]]] = {name: [] for name in results}
+    visualizations = []
+    for i, (chart, name) in enumerate(charts):
+        title = getattr(chart.config, "title", "") or f"{chart.name} chart {i + 1}"
+        entry: dict[str, Any] = {"index": i, "type": chart.name, "title": title,
+                                 "analysis": name}
+        try:
+            figures[name].append((title, chart.render(results[name])))
+        except WorkflowError as err:
+            entry["error"] = str(err)
+        visualizations.append(entry)
+    sections = [AnalysisSection(name, info["analysis_types"][name], result, figures[name],
+                                [v["error"] for v in visualizations
+                                 if v.get("analysis") == name and "error" in v],
+                                layout.sources.get(name, ""))
+                for name, result in results.items()]
+    outputs: list[str] = []
+    failed: list[dict[str, Any]] = []
+    per_analysis: dict[str, list[str]] = {name: [] for name in results}
+    for i, (exporter, relpath, name) in enumerate(exports):
+        result = results.get(name) or data.get(name) or next(iter(results.values()))
+        report = ReportContext(
+            job_id=ctx.job_id, user_id=info["user_id"],
+            analysis_type=info["analysis_types"].get(name, "dataset"), result=result,
+            figures=figures.get(name, []), data_stats=facts.data_stats, metrics=facts.metrics,
+            warnings=[v["error"] for v in visualizations if "error" in v],
+            analyses=sections if exporter.name == "html" else [])
+        target = os.path.join(staging, relpath)
+        try:
+            problem = None if exporter.name == "html" else exporter.problem(result.table.schema)
+            if problem is not None:
+                raise InputError(problem)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            exporter.export(report, target)
+            outputs.append(relpath)
+            if name in per_analysis:
+                per_analysis[name].append(relpath)
+        except TransientError:
+            raise
+        except Exception as exc:  # one export that cannot be written spoils no other
+            failure = exc if isinstance(exc, WorkflowError) else classify(exc, "results")
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(target)
+            failed.append({**failure.to_dict(), "step": "results", "export": i,
+                           "format": exporter.name, "path": relpath,
+                           "message": f"export {relpath} ({exporter.name}): {failure}"})
+    return {
+        "outputs": outputs,
+        "export_errors": failed,
+        "visualizations": visualizations,
+        "analyses": {name: {"type": info["analysis_types"][name], "rows": r.table.num_rows,
+                            "columns": r.table.column_names, "summary": r.summary,
+                            "outputs": per_analysis[name], "from": layout.sources.get(name)}
+                     for name, r in results.items()},
+        "metrics": facts.metrics,
+    }

@@ -1,0 +1,246 @@
+"""Specification of job graphs run end to end (raysight.job.graph_job): sources, datasets,
+joins, unions and several analyses in one job, as one graph of Ray tasks."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from conftest import job_tasks
+from polars.testing import assert_frame_equal
+
+from raysight.cli import main
+from raysight.job.graph_job import GraphJob
+from raysight.job.graph_spec import parse_graph_spec
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+ORDERS = pl.DataFrame({
+    "order_id": list(range(40)),
+    "customer_id": [None if i % 9 == 0 else i % 7 for i in range(40)],
+    "amount": [float(i * 3 % 17) for i in range(40)],
+    "name": [f"order {i}" for i in range(40)],
+})
+CUSTOMERS = pl.DataFrame({
+    "id": [1, 2, 2, 3, 5, None, 8, 9],
+    "region": ["north", "south", "süd", "east", None, "west", "ost", "東"],
+    "name": [f"customer {i}" for i in range(8)],
+})
+
+
+def parts(folder: Path, df: pl.DataFrame, count: int = 4) -> str:
+    """``df`` as ``count`` Parquet files (the first one empty) in ``folder``."""
+    folder.mkdir(parents=True)
+    bounds = [0, 0, *[(i * df.height) // (count - 1) for i in range(1, count)]]
+    for i in range(count):
+        df.slice(bounds[i], bounds[i + 1] - bounds[i]).write_parquet(folder / f"p{i}.parquet")
+    return str(folder)
+
+
+def run_graph(tmp_path: Path, data: dict) -> tuple[GraphJob, object]:
+    job = GraphJob(parse_graph_spec(data), run_dir=tmp_path / "runs")
+    return job, job.run()
+
+
+def sources(tmp_path: Path) -> dict:
+    return {"orders": {"type": "file", "path": parts(tmp_path / "orders", ORDERS)},
+            "customers": {"type": "file", "path": parts(tmp_path / "customers", CUSTOMERS)}}
+
+
+def exported(result, name: str) -> pl.DataFrame:
+    return pl.read_parquet(Path(result.run_dir) / name)
+
+
+def duckdb_join(how: str) -> pl.DataFrame:
+    orders, customers = ORDERS.to_arrow(), CUSTOMERS.to_arrow()  # noqa: F841 (read by duckdb)
+    if how in ("semi", "anti"):
+        return duckdb.sql(f"SELECT o.* FROM orders o {how.upper()} JOIN customers c "
+                          "ON o.customer_id = c.id").pl()
+    kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL OUTER"}[how]
+    # as Polars' default: one key, named as on the side whose rows all stay; both keys in a
+    # full join
+    key = {"full": "o.customer_id, c.id", "right": "c.id"}.get(how, "o.customer_id")
+    return duckdb.sql(
+        f"SELECT o.order_id, {key}, o.amount, o.name, c.region, "
+        f"c.name AS name_right FROM orders o {kind} JOIN customers c "
+        "ON o.customer_id = c.id").pl()
+
+
+def polars_join(how: str) -> pl.DataFrame:
+    return ORDERS.join(CUSTOMERS, left_on="customer_id", right_on="id", how=how,
+                       suffix="_right")
+
+
+def same_rows(actual: pl.DataFrame, expected: pl.DataFrame) -> None:
+    expected = expected.select(actual.columns)
+    key = [c for c in actual.columns]
+    assert_frame_equal(actual.sort(key, nulls_last=True),
+                       expected.cast(actual.schema).sort(key, nulls_last=True))
+
+
+@pytest.mark.parametrize("how,strategy", [
+    (how, strategy)
+    for how in ("inner", "left", "right", "full", "semi", "anti")
+    for strategy in ("broadcast", "shuffle")
+    if not (how == "full" and strategy == "broadcast")
+])
+def test_a_join_of_two_partitioned_sources_equals_polars_and_duckdb(tmp_path, how, strategy):
+    data = {
+        "version": 2, "job_id": f"join-{how}-{strategy}", "sources": sources(tmp_path),
+        "joins": {"enriched": {"left": "orders", "right": "customers",
+                               "left_on": ["customer_id"], "right_on": ["id"], "how": how,
+                               "strategy": strategy}},
+        "analyses": {"count": {"from": "enriched", "type": "descriptive",
+                               "columns": ["order_id"]}},
+        "exports": [{"from": "enriched", "format": "parquet", "path": "enriched.parquet"}],
+    }
+    _, result = run_graph(tmp_path, data)
+    assert result.state == "COMPLETED", result.errors
+    actual = exported(result, "enriched.parquet")
+    same_rows(actual, polars_join(how))
+    same_rows(actual, duckdb_join(how))
+    # 2 plans and 8 loads, then 1 gather and 4 joins, or 8 shard splits and a join per shard
+    expect = 10 + (5 if strategy == "broadcast" else 10)
+    names = [t.name for t in job_tasks(f"join-{how}-{strategy}", expect=expect)]
+    prefix = f"join-{how}-{strategy}/enriched/"
+    if strategy == "shuffle":
+        # every partition of each side is split by key; one join task per shard
+        assert names.count(prefix + "join.shard.left") == 4
+        assert names.count(prefix + "join.shard.right") == 4
+        assert names.count(prefix + "join") >= 2
+    else:
+        # the small side is gathered once; the other side's partitions join with it
+        assert names.count(prefix + "join.gather") == 1
+        assert names.count(prefix + "join") == 4
+        assert prefix + "join.shard.left" not in names
+
+
+def test_three_analyses_of_one_dataset_load_it_once_and_run_concurrently(tmp_path):
+    data = {
+        "version": 2, "job_id": "three",
+        "sources": {"orders": sources(tmp_path)["orders"]},
+        "datasets": {"paid": {"from": "orders",
+                              "preprocessing": [{"op": "filter_rows",
+                                                 "condition": "amount > 0"}]}},
+        "analyses": {
+            "profile": {"from": "paid", "type": "descriptive", "columns": ["amount"]},
+            "by_customer": {"from": "paid", "type": "aggregation", "group_by": ["customer_id"],
+                            "metrics": [{"column": "amount", "function": "sum",
+                                         "alias": "total"}]},
+            "words": {"from": "paid", "type": "text_frequency", "column": "name"},
+        },
+        "visualizations": [{"from": "by_customer", "type": "bar", "x": "customer_id",
+                            "y": "total"}],
+        "exports": [{"from": "profile", "format": "json", "path": "profile.json"},
+                    {"from": "by_customer", "format": "parquet", "path": "by_customer.parquet"},
+                    {"from": "words", "format": "csv", "path": "words.csv"},
+                    {"format": "html", "path": "report.html"}],
+    }
+    _, result = run_graph(tmp_path, data)
+    assert result.state == "COMPLETED", result.errors
+    events = [json.loads(line) for line in
+              (Path(result.run_dir) / "events.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in events if e["event_type"] == "data_loaded"] == ["orders/load"]
+    assert [t.name for t in job_tasks("three", expect=5)].count("three/orders/load") == 4
+    # every analysis started before any of them finished: their intervals overlap
+    analyses = ("profile", "by_customer", "words")
+    started = [i for i, e in enumerate(events)
+               if e["event_type"] == "node_started" and e["step"] in analyses]
+    finished = [i for i, e in enumerate(events)
+                if e["event_type"] == "node_succeeded" and e["step"] in analyses]
+    assert len(started) == len(finished) == 3 and max(started) < min(finished)
+    assert set(result.analyses) == set(analyses)
+    assert result.analyses["by_customer"]["outputs"] == ["by_customer.parquet"]
+    expected = (ORDERS.filter(pl.col("amount") > 0).group_by("customer_id")
+                .agg(pl.col("amount").sum().alias("total")))
+    same_rows(exported(result, "by_customer.parquet"), expected)
+    report = (Path(result.run_dir) / "report.html").read_text(encoding="utf-8")
+    sections = re.findall(r'<section class="analysis" id="analysis-\d+-(\w+)">', report)
+    assert sections == list(analyses)
+
+
+def test_a_diamond_runs_each_node_once(tmp_path):
+    data = {
+        "version": 2, "job_id": "diamond", "sources": sources(tmp_path),
+        "joins": {"enriched": {"left": "orders", "right": "customers",
+                               "left_on": ["customer_id"], "right_on": ["id"]}},
+        "analyses": {
+            "joined": {"from": "enriched", "type": "descriptive", "columns": ["amount"]},
+            "direct": {"from": "orders", "type": "descriptive", "columns": ["amount"]},
+        },
+    }
+    _, result = run_graph(tmp_path, data)
+    assert result.state == "COMPLETED", result.errors
+    names = [t.name for t in job_tasks("diamond", expect=10)]
+    assert names.count("diamond/orders/load") == 4  # one task per partition, once
+    assert names.count("diamond/orders/load.plan") == 1
+    assert result.analyses["direct"]["summary"]["row_count"] == ORDERS.height
+
+
+def test_a_union_unifies_its_inputs_by_column_name(tmp_path):
+    other = pl.DataFrame({"order_id": [100, 101], "amount": [1, 2], "extra": ["x", "ÿ"]})
+    data = {
+        "version": 2, "job_id": "union",
+        "sources": {"orders": sources(tmp_path)["orders"],
+                    "more": {"type": "file", "path": parts(tmp_path / "more", other, 2)}},
+        "unions": {"all": {"inputs": ["orders", "more"]}},
+        "analyses": {"n": {"from": "all", "type": "descriptive", "columns": ["amount"]}},
+        "exports": [{"from": "all", "format": "parquet", "path": "all.parquet"}],
+    }
+    _, result = run_graph(tmp_path, data)
+    assert result.state == "COMPLETED", result.errors
+    expected = pl.concat([ORDERS, other], how="diagonal_relaxed")
+    same_rows(exported(result, "all.parquet"), expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad specs: exit 2, the node and the field named, nothing written
+
+
+def write_spec(tmp_path: Path, data: dict) -> str:
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def bad_join(tmp_path: Path, **join: object) -> dict:
+    return {"version": 2, "job_id": "bad", "sources": sources(tmp_path),
+            "joins": {"enriched": {"left": "orders", "right": "customers", **join}},
+            "analyses": {"a": {"from": "enriched", "type": "descriptive"}},
+            "exports": [{"format": "html", "path": "report.html"}]}
+
+
+@pytest.mark.parametrize("change,message", [
+    (lambda d: d["analyses"]["a"].update({"from": "enrichd"}),
+     "analyses.a.from: unknown node 'enrichd'; did you mean 'enriched'?"),
+    (lambda d: d["joins"]["enriched"].update({"left": "enriched"}),
+     "joins.enriched.left: the nodes form a cycle: enriched -> enriched"),
+    (lambda d: d.setdefault("datasets", {}).update({"orders": {"from": "customers"}}),
+     "datasets.orders: node name 'orders' is also used in sources"),
+])
+def test_a_bad_graph_is_refused_before_anything_runs(tmp_path, capsys, change, message):
+    data = bad_join(tmp_path, left_on=["customer_id"], right_on=["id"])
+    change(data)
+    assert main(["run", write_spec(tmp_path, data), "--run-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("join,message", [
+    ({"left_on": ["customer"], "right_on": ["id"]}, "customer"),
+    ({"left_on": ["customer_id"], "right_on": ["region"]}, "region"),
+])
+def test_a_join_key_missing_or_of_another_type_fails_naming_node_and_column(
+        tmp_path, capsys, join, message):
+    path = write_spec(tmp_path, bad_join(tmp_path, **join))
+    assert main(["run", path, "--run-dir", str(tmp_path / "runs")]) == 2
+    out = capsys.readouterr()
+    assert "enriched" in out.out + out.err and message in out.out + out.err
+    assert "Traceback" not in out.err
+    run = next((tmp_path / "runs").iterdir())
+    assert not (run / "report.html").exists()
