@@ -97,8 +97,8 @@ class Executor:
         :func:`~raysight.engine.graph.task_keys`: a task's position in the plan and its name,
         or, inside a graph, its node, its position in the node and its name."""
         register_arrow_serializer()
-        for key, value in task_keys(node).items():
-            ctx.task_keys.setdefault(key, value)
+        for task_id, key in task_keys(node).items():
+            ctx.task_keys.setdefault(task_id, key)
         ctx.trace.start()
         try:
             return self._run(node, value, ctx)
@@ -239,20 +239,24 @@ class Executor:
                         continue
                     errors.append(err)
                     failed.append(name)
+                    reason = ("run cancelled" if isinstance(err, Cancelled) and ctx.cancelled
+                              else f"upstream node {name} failed")
                     for later in node.downstream(name):
                         if later in waiting:
                             waiting.remove(later)
-                            self._skip_node(node, later, f"upstream node {name} failed", ctx)
+                            self._skip_node(node, later, reason, ctx)
         except BaseException:
             for _, node_ctx in running.values():
                 node_ctx.cancel()
             raise
         finally:
             pool.shutdown(wait=True)
-        if errors or ctx.cancelled:
-            reason = f"node {failed[0]} failed" if failed else "run cancelled"
+        if errors or (ctx.cancelled and waiting):
+            culprits = [n for n, e in zip(failed, errors, strict=True)
+                        if not isinstance(e, Cancelled)]
+            reason = f"not started: node {culprits[0]} failed" if culprits else "run cancelled"
             for name in waiting:
-                self._skip_node(node, name, f"not started: {reason}", ctx)
+                self._skip_node(node, name, reason, ctx)
             own = [e for e in errors if not isinstance(e, Cancelled)]
             if own or errors:
                 raise (own or errors)[0]
