@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from conftest import job_tasks
 
+from raysight.debug.dag import dag_figure
+from raysight.debug.inspect import inspect_text
 from raysight.debug.plan import plan_graph, to_mermaid
+from raysight.debug.timeline import timeline_figure
 from raysight.engine.checkpoint import CheckpointStore
 from raysight.engine.context import Fault, RunContext
 from raysight.engine.events import EventLog, Observers
@@ -170,7 +173,10 @@ def test_nested_graphs_prefix_both_node_names():
     inner = graph({"m": double})
     flow = graph({"a": three, "n": Node(inner, needs=("a",))})
     assert [t.name for t in tasks(flow)] == ["a/three", "n/m/double"]
-    assert run(flow)[0] == {"a": 3, "n": {"m": 6}}
+    value, ctx, events = run(flow)
+    assert value == {"a": 3, "n": {"m": 6}}
+    assert [e.step for e in events.of_type("node_succeeded")] == ["a", "n/m", "n"]
+    assert ctx.trace.attributes["n/m.node_state"] == "succeeded"
 
 
 def test_node_events_frame_each_node():
@@ -261,6 +267,17 @@ def test_cancelling_the_run_cancels_running_nodes():
         ("after", "run cancelled")]
 
 
+def test_nodes_finishing_together_commit_one_whole_manifest(tmp_path):
+    store = CheckpointStore(str(tmp_path / "ckpt"))
+    flow = graph({f"n{i}": double for i in range(8)})
+    value, _, _ = run(flow, 1, checkpoints=store)
+    assert value == {f"n{i}": 2 for i in range(8)}
+    lines = (tmp_path / "ckpt" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 9 and "format_version" in lines[0]  # one header, one line per node
+    assert sorted(CheckpointStore(store.url).manifest()["steps"]) == [
+        f"n{i}/000-double" for i in range(8)]
+
+
 # -- checkpoints ------------------------------------------------------------------------------
 
 
@@ -310,3 +327,40 @@ def test_the_plan_graph_of_a_graph_points_edges_forward(tmp_path):
     position = {n.id: i for i, n in enumerate(g.nodes)}
     assert all(position[e.src] < position[e.dst] for e in g.edges)
     assert {n.group for n in g.tasks} == {grp.id for grp in g.groups}
+
+
+def failed_run():
+    flow = graph({"a": three, "bad": Node(boom, needs=("a",)),
+                  "after": Node(double, needs=("bad",)), "other": Node(double, needs=("a",))})
+    ctx = RunContext("job_graph_views", observers=Observers([EventLog()]))
+    with pytest.raises(PermanentError):
+        Executor(default_retry=FAST, poll_s=0.05).run(flow, ctx)
+    return flow, ctx.trace.to_dict()
+
+
+def test_inspect_lists_nodes_their_states_and_why_nodes_were_skipped():
+    _, trace = failed_run()
+    text = inspect_text({"job_id": "job_graph_views", "state": "FAILED", "trace": trace})
+    nodes = text.split("Nodes\n")[1].split("\n\n")[0].splitlines()
+    states = {line.split()[0]: line.split()[1] for line in nodes[1:]}
+    assert states == {"a": "succeeded", "bad": "failed", "after": "skipped",
+                      "other": "succeeded"}
+    assert "after/double: upstream node bad failed" in text
+
+
+def test_the_timeline_keeps_the_rows_of_a_node_together():
+    flow = graph({"x": sleeper("one", 0.5) >> double, "y": sleeper("two", 0.0)})
+    _, ctx, _ = run(flow)
+    fig = timeline_figure(ctx.trace)
+    rows = list(fig.layout.yaxis.categoryarray)
+    assert sorted(rows) == ["x/double", "x/one", "y/two"]
+    assert abs(rows.index("x/one") - rows.index("x/double")) == 1
+
+
+def test_the_dag_figure_labels_tasks_inside_their_node_box():
+    flow, trace = failed_run()
+    fig = dag_figure(flow, trace=trace)
+    labels = [t for trace_ in fig.data if trace_.text for t in trace_.text]
+    assert "three" in labels and "a/three" not in labels
+    titles = {a.text for a in fig.layout.annotations}
+    assert {"node: a", "node: bad", "node: after", "node: other"} <= titles
