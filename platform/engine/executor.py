@@ -252,7 +252,8 @@ class Executor:
                 node_ctx.cancel()
             raise
         finally:
-            pool.shutdown(wait=True)
+            # nodes queued behind a full pool never start once the graph is stopping
+            pool.shutdown(wait=True, cancel_futures=True)
         if errors or (ctx.cancelled and waiting):
             culprits = [paths[n] for n, e in zip(failed, errors, strict=True)
                         if not isinstance(e, Cancelled)]
