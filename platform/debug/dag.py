@@ -190,8 +190,8 @@ def _in_group(graph: PlanGraph, group: str | None, target: str) -> bool:
 
 
 def _short_label(node: GraphNode) -> str:
-    if node.kind == "task":
-        return node.name
+    if node.kind == "task":  # a graph node's box carries the node name
+        return node.label or node.name
     if node.kind == "decision":
         return node.name.split(":")[0].split(" ")[0]
     return node.name if node.kind in ("start", "end") else ""

@@ -24,6 +24,7 @@ from raysight.debug.summary import (
     error_text,
     format_seconds,
     row_label,
+    summarize_nodes,
     summarize_steps,
     trace_records,
 )
@@ -72,6 +73,12 @@ def inspect_text(result: Mapping[str, Any]) -> str:
             out += textwrap.wrap(text, 96, initial_indent="  columns: ",
                                  subsequent_indent=" " * 11)
 
+    nodes = summarize_nodes(trace)  # a graph workflow: one line per node first
+    if nodes:
+        out += ["", "Nodes"]
+        table = [["NODE", "STATE", "STEPS", "WALL_S"]]
+        table += [[n.node, n.state, str(len(n.steps)), format_seconds(n.wall_s)] for n in nodes]
+        out += ["  " + line for line in _align(table, numeric_from=2)]
     summaries = summarize_steps(trace, result.get("steps"))
     out += ["", "Steps"]
     if summaries:
@@ -108,6 +115,11 @@ def inspect_text(result: Mapping[str, Any]) -> str:
             where = row_label(r)
             out.append(f"  {where} attempt {r.get('attempt')} ({r['state']}): "
                        f"{error_text(r['error'])}")
+
+    skipped = {r["step"]: r["reason"] for r in trace_records(trace)
+               if r.get("state") == "skipped" and r.get("reason")}
+    if skipped:
+        out += ["", "Skipped"] + [f"  {step}: {why}" for step, why in skipped.items()]
 
     metrics = result.get("metrics") or {}
     if metrics:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from raysight.debug.summary import summarize_steps, summary_note
+from raysight.engine.graph import Graph
 from raysight.engine.resources import Resources, format_bytes
 from raysight.engine.retry import RetryPolicy
 from raysight.engine.trace import TraceInfo
@@ -74,7 +75,8 @@ class GraphNode:
     kind: NodeKind
     details: list[str] = field(default_factory=list)  # label lines shown under the name
     task: Task | None = None
-    group: str | None = None  # innermost subgraph (nested workflow or wrapper)
+    group: str | None = None  # innermost subgraph (nested workflow, wrapper or graph node)
+    label: str | None = None  # shown instead of the name (a task without its node prefix)
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,13 @@ class GraphEdge:
 
 @dataclass
 class GraphGroup:
-    """A boxed part of the plan: a nested workflow, or a retry/timeout/observer wrapper."""
+    """A boxed part of the plan: a nested workflow, a retry/timeout/observer wrapper, or a
+    node of a graph (``node`` is its name)."""
 
     id: str
     title: str
     parent: str | None
+    node: str | None = None
 
 
 @dataclass
@@ -120,6 +124,7 @@ class _Builder:
         self._ids: set[str] = set()
         self._counts: dict[str, int] = defaultdict(int)
         self._stack: list[str] = []
+        self._prefixes: list[str] = []  # names of the graph nodes being walked, outermost first
 
     def _new_id(self, base: str) -> str:
         # ids like "end" or "graph" are Mermaid keywords; a prefix keeps every id safe
@@ -141,7 +146,9 @@ class _Builder:
             self._counts[kind] += 1
             node_id = self._new_id(f"{kind}{self._counts[kind]}")
         group = self._stack[-1] if self._stack else None
-        self.nodes.append(GraphNode(node_id, name, kind, details or [], task, group))
+        prefix = "".join(f"{p}/" for p in self._prefixes)
+        label = name.removeprefix(prefix) if kind == "task" and prefix else None
+        self.nodes.append(GraphNode(node_id, name, kind, details or [], task, group, label))
         return node_id
 
     def connect(self, frontier: Frontier, dst: str) -> None:
@@ -160,6 +167,8 @@ class _Builder:
             return frontier
         if isinstance(node, Pass):
             return frontier
+        if isinstance(node, Graph):
+            return self._graph(node, frontier)
         if isinstance(node, Parallel):
             fork = self.add("fork", f"parallel ×{len(node.branches)}", ["fail-fast"])
             self.connect(frontier, fork)
@@ -197,9 +206,28 @@ class _Builder:
         self.connect(frontier, node_id)
         return [(node_id, "")]
 
-    def _grouped(self, title: str, inner: Step, frontier: Frontier) -> Frontier:
+    def _graph(self, node: Graph, frontier: Frontier) -> Frontier:
+        """One subgraph per node, in topological order (so edges point forward); a node's
+        first steps follow the last steps of the nodes it needs (or the graph's input)."""
+        ends: dict[str, Frontier] = {}
+        for name in node.order:
+            needs = node.nodes[name].needs
+            start = [end for need in needs for end in ends[need]] if needs else frontier
+            self._prefixes.append(name)
+            try:
+                ends[name] = self._grouped(f"node: {name}", node.nodes[name].step, start,
+                                           node=name)
+            finally:
+                self._prefixes.pop()
+        used = {need for n in node.nodes.values() for need in n.needs}
+        last = [n for n in node.order if n not in used]
+        return list(dict.fromkeys(end for n in last for end in ends[n]))
+
+    def _grouped(self, title: str, inner: Step, frontier: Frontier,
+                 node: str | None = None) -> Frontier:
         group = self._new_id(f"sg_{len(self.groups) + 1}")
-        self.groups.append(GraphGroup(group, title, self._stack[-1] if self._stack else None))
+        self.groups.append(GraphGroup(group, title, self._stack[-1] if self._stack else None,
+                                      node))
         self._stack.append(group)
         try:
             return self.walk(inner, frontier)
@@ -209,7 +237,9 @@ class _Builder:
 
 def plan_graph(plan: Step) -> PlanGraph:
     """The plan as a graph from a start node to an end node: one node per task occurrence,
-    a decision node per ``when``/``branch``, a fork and a join node per ``parallel``."""
+    a decision node per ``when``/``branch``, a fork and a join node per ``parallel``, and a
+    group per node of a :class:`~raysight.engine.graph.Graph` (edges between groups for its
+    needs)."""
     builder = _Builder()
     start = builder.add("start", "start")
     ends = builder.walk(plan, [(start, "")])
@@ -315,7 +345,9 @@ def to_mermaid(plan: Step, trace: Mapping[str, Any] | TraceInfo | None = None) -
 
     Tasks show their mode and resources (map tasks as stacked boxes), ``when``/``branch`` are
     decision nodes with their condition, ``parallel`` forks and joins, nested workflows and
-    retry/timeout wrappers around several steps are subgraphs titled with what they add.
+    retry/timeout wrappers around several steps are subgraphs titled with what they add,
+    and each node of a graph is a subgraph ``node: <name>`` whose tasks are labelled without
+    the node prefix, with edges from the nodes it needs.
     """
     graph = plan_graph(plan)
     summaries = {s.step: s for s in summarize_steps(trace)} if trace is not None else {}
@@ -328,7 +360,7 @@ def to_mermaid(plan: Step, trace: Mapping[str, Any] | TraceInfo | None = None) -
         return group.id in used or any(non_empty(c) for c in children[group.id])
 
     def node_line(node: GraphNode) -> str:
-        lines = [node.name, *node.details]
+        lines = [node.label or node.name, *node.details]
         summary = summaries.get(node.name) if node.kind == "task" else None
         if summary is not None:
             lines.append(summary_note(summary))

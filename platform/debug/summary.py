@@ -3,7 +3,7 @@ error, from the JSON-ready trace of a run (``TraceInfo.to_dict()``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,3 +140,67 @@ def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds:.3f}" if seconds < 100 else f"{seconds:.1f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph nodes
+
+NODE_STATE = ".node_state"
+
+
+@dataclass
+class NodeSummary:
+    """One node of a graph workflow: its state and the steps (tasks) it ran."""
+
+    node: str  # its path: ``n``, or ``outer/n`` in a nested graph
+    state: str  # succeeded | failed | skipped, from the trace attribute ``<node>.node_state``
+    steps: list[str]
+    wall_s: float | None  # first start to last end of its steps' attempts
+
+
+def node_of(step: str, nodes: Iterable[str]) -> str | None:
+    """The innermost graph node (of ``nodes``) that a step name belongs to: ``b/double`` to
+    ``b``, ``n/m/double`` to ``n/m``."""
+    owners = [n for n in nodes if step.startswith(f"{n}/")]
+    return max(owners, key=len) if owners else None
+
+
+def summarize_nodes(trace: Mapping[str, Any] | TraceInfo | None) -> list[NodeSummary]:
+    """A summary per graph node of a run, in order of first appearance (none without a
+    graph): the executor records each node's state as a trace attribute."""
+    data = as_dict(trace)
+    attributes = data.get("attributes") or {}
+    nodes = [k[: -len(NODE_STATE)] for k in attributes if k.endswith(NODE_STATE)]
+    for child in data.get("children") or []:
+        nodes += [n.node for n in summarize_nodes(child)]
+    if not nodes:
+        return []
+    by_node: dict[str, list[dict[str, Any]]] = {n: [] for n in nodes}
+    for record in trace_records(data):
+        owner = node_of(record["step"], nodes)
+        if owner is not None:
+            by_node[owner].append(record)
+    out = []
+    for node, records in sorted(by_node.items(), key=lambda kv: _first_start(kv[1])):
+        ran = [r for r in records if r.get("state") not in ("skipped", "restored")]
+        starts = [r["started_at"] for r in ran if r.get("started_at") is not None]
+        ends = [r["ended_at"] for r in ran if r.get("ended_at") is not None]
+        out.append(NodeSummary(
+            node, _node_state(data, node), list(dict.fromkeys(r["step"] for r in records)),
+            max(ends) - min(starts) if starts and ends else None))
+    return out
+
+
+def _node_state(trace: Mapping[str, Any], node: str) -> str:
+    state = (trace.get("attributes") or {}).get(node + NODE_STATE)
+    if state is not None:
+        return str(state)
+    for child in trace.get("children") or []:
+        if (found := _node_state(child, node)) != "not run":
+            return found
+    return "not run"
+
+
+def _first_start(records: list[dict[str, Any]]) -> float:
+    starts = [r["started_at"] for r in records if r.get("started_at") is not None]
+    return min(starts) if starts else float("inf")

@@ -18,8 +18,10 @@ from raysight.debug.summary import (
     as_dict,
     attempt_duration,
     error_text,
+    node_of,
     partition_key,
     row_label,
+    summarize_nodes,
     trace_records,
 )
 from raysight.engine.trace import TraceInfo
@@ -29,7 +31,8 @@ def timeline_figure(trace: Mapping[str, Any] | TraceInfo,
                     title: str = "Execution timeline") -> go.Figure:
     """A Gantt chart of the recorded attempts: one row per step (per partition for mapped
     steps), one bar per attempt from its start to its end, coloured by state, so retried
-    attempts are separate bars; skipped steps and instantaneous events are markers.
+    attempts are separate bars; skipped steps and instantaneous events are markers. The rows
+    of a graph node's steps (``node/step``) are kept together.
 
     x is seconds since the trace started. One trace per state (``meta={"kind": "bars" |
     "markers", "state": ...}``); each point's ``customdata`` is ``[attempt, partition,
@@ -38,9 +41,14 @@ def timeline_figure(trace: Mapping[str, Any] | TraceInfo,
     data = as_dict(trace)
     records = [r for r in trace_records(data) if r.get("started_at") is not None]
     origin = data.get("started_at") or min((r["started_at"] for r in records), default=0.0)
-    # steps in order of first appearance, the partitions of a step in partition order
+    # steps in order of first appearance, the partitions of a step in partition order; the
+    # steps of a graph node stay together, in the order the nodes first appear
     first = {step: i for i, step in reversed(list(enumerate(r["step"] for r in records)))}
-    ordered = sorted(records, key=lambda r: (first[r["step"]], partition_key(r)))
+    nodes = [n.node for n in summarize_nodes(data)]
+    group = {step: node_of(step, nodes) or step for step in first}
+    group_first = {g: i for i, g in reversed(list(enumerate(group[r["step"]] for r in records)))}
+    ordered = sorted(records, key=lambda r: (group_first[group[r["step"]]], first[r["step"]],
+                                             partition_key(r)))
     rows = list(dict.fromkeys(row_label(r) for r in ordered))
 
     bars: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -163,6 +163,8 @@ class RunContext:
     #: True while the hooks of a step restored from its checkpoint run: the events they emit
     #: again (``data_loaded`` after a resume) carry ``restored: true``
     replaying: bool = False
+    #: the path of the graph node this context runs (``outer/n`` in a nested graph), if any
+    node: str | None = None
 
     def key_of(self, task: Task) -> str:
         return self.task_keys.get(id(task), task.name)

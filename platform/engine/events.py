@@ -1,11 +1,13 @@
 """Events of a job and the observers that receive them.
 
 The engine emits ``step_started``, ``step_succeeded``, ``step_failed``, ``step_skipped`` and
-``task_retry``; the analysis pipeline adds its domain events (``data_loaded``,
-``analysis_completed``, ``job_completed``, ``job_failed``, ``job_cancelled``...). When a
-resumed job restores a step from its checkpoint, the engine emits ``step_restored`` and the
-step's domain events again, marked ``"restored": true`` in their data, so a consumer that counts
-work done skips them. An observer that raises is logged and never breaks the workflow.
+``task_retry``, and for each node of a graph ``node_started``, ``node_succeeded``,
+``node_failed`` and ``node_skipped`` (their step is the node's name); the analysis pipeline
+adds its domain events (``data_loaded``, ``analysis_completed``, ``job_completed``,
+``job_failed``, ``job_cancelled``...). When a resumed job restores a step from its checkpoint,
+the engine emits ``step_restored`` and the step's domain events again, marked
+``"restored": true`` in their data, so a consumer that counts work done skips them. An
+observer that raises is logged and never breaks the workflow.
 """
 
 from __future__ import annotations

@@ -97,8 +97,8 @@ class Executor:
         :func:`~raysight.engine.graph.task_keys`: a task's position in the plan and its name,
         or, inside a graph, its node, its position in the node and its name."""
         register_arrow_serializer()
-        for key, value in task_keys(node).items():
-            ctx.task_keys.setdefault(key, value)
+        for task_id, key in task_keys(node).items():
+            ctx.task_keys.setdefault(task_id, key)
         ctx.trace.start()
         try:
             return self._run(node, value, ctx)
@@ -208,7 +208,9 @@ class Executor:
 
         Events: ``node_started``, ``node_succeeded`` (``restored: true`` when every task of
         the node came from its checkpoint), ``node_failed`` and ``node_skipped`` (with the
-        reason), the node's name as their step."""
+        reason); their step is the node's path (``n``, or ``outer/n`` in a nested graph), as
+        is the trace attribute ``<path>.node_state``."""
+        paths = {name: f"{ctx.node}/{name}" if ctx.node else name for name in node.nodes}
         outputs: dict[str, Any] = {}
         errors: list[BaseException] = []  # in the order the nodes failed
         failed: list[str] = []
@@ -225,9 +227,9 @@ class Executor:
                         needs = node.nodes[name].needs
                         given = (value if not needs else outputs[needs[0]] if len(needs) == 1
                                  else tuple(outputs[d] for d in needs))
-                        node_ctx = ctx.fork()
-                        running[pool.submit(self._run_node, node, name, given, node_ctx)] = (
-                            name, node_ctx)
+                        node_ctx = ctx.fork(node=paths[name])
+                        future = pool.submit(self._run_node, node, name, paths, given, node_ctx)
+                        running[future] = (name, node_ctx)
                 if not running:
                     break
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -239,58 +241,65 @@ class Executor:
                         continue
                     errors.append(err)
                     failed.append(name)
+                    reason = ("run cancelled" if isinstance(err, Cancelled) and ctx.cancelled
+                              else f"upstream node {paths[name]} failed")
                     for later in node.downstream(name):
                         if later in waiting:
                             waiting.remove(later)
-                            self._skip_node(node, later, f"upstream node {name} failed", ctx)
+                            self._skip_node(node, later, paths[later], reason, ctx)
         except BaseException:
             for _, node_ctx in running.values():
                 node_ctx.cancel()
             raise
         finally:
-            pool.shutdown(wait=True)
-        if errors or ctx.cancelled:
-            reason = f"node {failed[0]} failed" if failed else "run cancelled"
+            # nodes queued behind a full pool never start once the graph is stopping
+            pool.shutdown(wait=True, cancel_futures=True)
+        if errors or (ctx.cancelled and waiting):
+            culprits = [paths[n] for n, e in zip(failed, errors, strict=True)
+                        if not isinstance(e, Cancelled)]
+            reason = f"not started: node {culprits[0]} failed" if culprits else "run cancelled"
             for name in waiting:
-                self._skip_node(node, name, f"not started: {reason}", ctx)
+                self._skip_node(node, name, paths[name], reason, ctx)
             own = [e for e in errors if not isinstance(e, Cancelled)]
             if own or errors:
                 raise (own or errors)[0]
-            raise Cancelled(f"run cancelled before node {waiting[0]}", step=waiting[0])
+            raise Cancelled(f"run cancelled before node {paths[waiting[0]]}",
+                            step=paths[waiting[0]])
         return node.result(outputs)
 
-    def _run_node(self, graph: Graph, name: str, value: Any, ctx: RunContext) -> Any:
+    def _run_node(self, graph: Graph, name: str, paths: dict[str, str], value: Any,
+                  ctx: RunContext) -> Any:
         """One node of a graph, in its own thread: its step, framed by node events."""
-        node = graph.nodes[name]
-        restored = ctx.checkpoints is not None and all(
-            t.checkpoint and ctx.checkpoints.completed(ctx.key_of(t)) is not None
-            for t in tasks_of(node.step))
-        ctx.emit("node_started", name, needs=list(node.needs))
+        node, path = graph.nodes[name], paths[name]
+        steps = tasks_of(node.step)
+        restored = bool(steps) and ctx.checkpoints is not None and all(
+            t.checkpoint and ctx.checkpoints.completed(ctx.key_of(t)) is not None for t in steps)
+        ctx.emit("node_started", path, needs=[paths[n] for n in node.needs])
         started = time.monotonic()
         try:
             out = self._run(node.step, value, ctx)
         except BaseException as exc:
             error = exc.to_dict() if isinstance(exc, WorkflowError) else {
                 "error": type(exc).__name__, "message": str(exc)}
-            ctx.trace.attributes[f"{name}.node_state"] = "failed"
-            ctx.emit("node_failed", name, duration_s=round(time.monotonic() - started, 6),
+            ctx.trace.attributes[f"{path}.node_state"] = "failed"
+            ctx.emit("node_failed", path, duration_s=round(time.monotonic() - started, 6),
                      error=error)
             raise
-        ctx.trace.attributes[f"{name}.node_state"] = "succeeded"
-        extra = {"restored": True} if restored and tasks_of(node.step) else {}
-        ctx.emit("node_succeeded", name, duration_s=round(time.monotonic() - started, 6),
-                 consumers=len(graph.consumers(name)), **extra)
+        ctx.trace.attributes[f"{path}.node_state"] = "succeeded"
+        ctx.emit("node_succeeded", path, duration_s=round(time.monotonic() - started, 6),
+                 consumers=len(graph.consumers(name)), **({"restored": True} if restored else {}))
         return out
 
-    def _skip_node(self, graph: Graph, name: str, reason: str, ctx: RunContext) -> None:
+    def _skip_node(self, graph: Graph, name: str, path: str, reason: str,
+                   ctx: RunContext) -> None:
         """A node that never started: each of its tasks is recorded as skipped."""
         now = time.time()
-        ctx.trace.attributes[f"{name}.node_state"] = "skipped"
+        ctx.trace.attributes[f"{path}.node_state"] = "skipped"
         for task in tasks_of(graph.nodes[name].step):
             ctx.trace.record_step(f"{task.name} (skipped)")
             ctx.trace.add(StepRecord(task.name, "skipped", started_at=now, ended_at=now,
                                      reason=reason))
-        ctx.emit("node_skipped", name, reason=reason)
+        ctx.emit("node_skipped", path, reason=reason)
 
     def _run_plain_batch(self, branches: tuple[Task, ...], value: Any,
                          ctx: RunContext) -> tuple[Any, ...]:
