@@ -211,7 +211,8 @@ class _Progress:
         self.live.stop()
 
     def on_event(self, event: Any) -> None:
-        if event.step is None:
+        # a row per step; job, node and data events only describe steps that have rows
+        if event.step is None or not event.event_type.startswith(("step_", "task_")):
             return
         row = self.steps.setdefault(event.step, {"state": "pending", "tasks": "", "t0": None,
                                                  "elapsed": None, "retries": 0})

@@ -244,3 +244,67 @@ def test_a_join_key_missing_or_of_another_type_fails_naming_node_and_column(
     assert "Traceback" not in out.err
     run = next((tmp_path / "runs").iterdir())
     assert not (run / "report.html").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume per node
+
+
+def test_a_killed_driver_is_resumed_without_loading_the_sources_again(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    driver = [sys.executable, "-m", "raysight"]
+    runs = tmp_path / "runs"
+
+    def spec(job_id: str, faults: list) -> str:
+        data = {"version": 2, "job_id": job_id, "sources": sources(tmp_path / job_id),
+                "joins": {"enriched": {"left": "orders", "right": "customers",
+                                       "left_on": ["customer_id"], "right_on": ["id"]}},
+                "analyses": {"by_region": {
+                    "from": "enriched", "type": "aggregation", "group_by": ["region"],
+                    "metrics": [{"column": "amount", "function": "sum", "alias": "total"}]}},
+                "exports": [{"from": "by_region", "format": "parquet", "path": "out.parquet"}],
+                "execution": {"keep_checkpoints": True, "faults": faults}}
+        return write_spec(tmp_path / job_id, data)
+
+    expected = subprocess.run([*driver, "run", spec("expected", []), "--run-dir", str(runs),
+                               "--quiet"], cwd=REPO_ROOT, env=env, timeout=300)
+    assert expected.returncode == 0
+    slow = [{"step": "by_region/analyze.combine", "error": "delay", "delay_s": 120}]
+    proc = subprocess.Popen([*driver, "run", spec("killed", slow), "--run-dir", str(runs),
+                             "--quiet"], cwd=REPO_ROOT, env=env, start_new_session=True)
+    run_dir = runs / "killed"
+    deadline = time.monotonic() + 120
+    while not any(e["event_type"] == "step_started" and e["step"].startswith("by_region/")
+                  for e in _events(run_dir)):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = len(_events(run_dir))
+    resumed = subprocess.run([*driver, "resume", "killed", "--run-dir", str(runs), "--quiet",
+                              "--set", "execution.faults=[]"], cwd=REPO_ROOT, env=env,
+                             timeout=300, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    after = _events(run_dir)[before:]
+    started = {e["step"] for e in after if e["event_type"] == "step_started"}
+    restored = {e["step"] for e in after if e["event_type"] == "step_restored"}
+    assert {"orders/load", "customers/load"} <= restored
+    assert not {s for s in started if s.endswith("/load") or s.endswith("/load.plan")}
+    assert pl.read_parquet(run_dir / "out.parquet").sort("region").equals(
+        pl.read_parquet(runs / "expected" / "out.parquet").sort("region"))
+
+
+def _events(run_dir: Path) -> list[dict]:
+    path = run_dir / "events.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
