@@ -84,7 +84,8 @@ def join(fact: str, dim: str, runs: Path) -> dict[str, float]:
             "version": 2, "execution": EXECUTION,
             "sources": {"fact": {"type": "file", "path": fact},
                         "dim": {"type": "file", "path": dim}},
-            "joins": {"joined": {"left": "fact", "right": "dim", "on": ["key"]}},
+            "joins": {"joined": {"left": "fact", "right": "dim", "on": ["key"],
+                                 "strategy": ARGS.strategy}},
             "analyses": {"by_group": {"from": "joined", "type": "aggregation",
                                       "group_by": ["group"], "sort": False,
                                       "metrics": [{"column": "v1", "function": "sum",
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--only", choices=["three", "join"], default=None)
+    parser.add_argument("--strategy", choices=["auto", "broadcast", "shuffle"], default="auto",
+                        help="the join's strategy (auto broadcasts a side under 16 MiB)")
     parser.add_argument("--json", type=Path)
     ARGS = parser.parse_args(argv)
     ray.init(logging_level="ERROR", log_to_driver=False)
@@ -131,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
             dim = write_parts(dims, root / "dim", 1)
             out["join"] = join(fact, dim, root / "runs")
             t = out["join"]
-            print(f"join {ARGS.rows:,} x {dim_rows:,} rows, {ARGS.partitions} partitions: "
+            print(f"join {ARGS.rows:,} x {dim_rows:,} rows, {ARGS.partitions} partitions, "
+                  f"strategy {ARGS.strategy}: "
                   f"raysight {t['raysight']:.2f} s, Polars {t['polars']:.2f} s, "
                   f"ratio {t['raysight'] / t['polars']:.2f}")
     if ARGS.json:
