@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--views", action="store_true",
                          help="also write dag.mmd and timeline.html into the run directory")
 
-    sub.add_parser("schema", help="print the JSON Schema of job specs")
+    schema = sub.add_parser("schema", help="print the JSON Schema of job specs")
+    schema.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
+                        help="1: one source and one analysis; 2: a job graph (default 1)")
     return parser
 
 
@@ -85,9 +87,11 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "schema":
+            from raysight.job.graph_spec import graph_json_schema
             from raysight.job.spec import json_schema
 
-            print(json.dumps(json_schema(), indent=2))
+            schema = graph_json_schema() if args.spec_version == 2 else json_schema()
+            print(json.dumps(schema, indent=2))
             return EXIT_OK
         if args.command == "inspect":
             return _inspect(args)

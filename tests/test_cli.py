@@ -164,6 +164,14 @@ def test_schema_prints_json_schema(capsys):
     assert "source" in schema["properties"] and "analysis" in schema["required"]
 
 
+def test_schema_of_version_2_prints_the_job_graph_schema(capsys):
+    code, out, _ = cli(capsys, "schema", "--spec-version", "2")
+    assert code == 0
+    schema = json.loads(out)
+    assert {"sources", "analyses"} <= set(schema["required"])
+    assert {"datasets", "joins", "unions"} <= set(schema["properties"])
+
+
 def test_the_quick_start_command_runs_the_example_in_a_fresh_process(tmp_path):
     """The README's first command, minus the install: the console script starts its own
     embedded Ray, runs the example and writes result.json and an offline HTML report."""
