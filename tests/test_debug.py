@@ -464,3 +464,15 @@ def test_the_pipeline_dag_labels_each_when_with_its_condition_to_run():
                       "when: the spec has preprocessing operations",
                       "when: the spec has notifications"}
 
+
+
+def test_inspect_of_a_job_graph_shows_the_data_of_each_source():
+    stats = {"orders": {"row_count": 2000, "column_count": 4, "partitions": 4,
+                        "size_bytes": 2048, "columns": {"amount": "double"}},
+             "customers": {"row_count": 49, "column_count": 3, "partitions": 1,
+                           "size_bytes": 1024}}
+    text = inspect_text({"job_id": "g", "state": "COMPLETED", "data_stats": stats,
+                         "trace": {}, "steps": {}})
+    assert "  orders: 2,000 rows · 4 columns · 4 partitions · 2 KiB" in text
+    assert "  customers: 49 rows · 3 columns · 1 partitions · 1 KiB" in text
+    assert "columns: amount (double)" in text

@@ -57,21 +57,10 @@ def inspect_text(result: Mapping[str, Any]) -> str:
     stats = result.get("data_stats") or {}
     if stats:
         out += ["", "Data"]
-        parts = []
-        if "row_count" in stats:
-            parts.append(f"{stats['row_count']:,} rows")
-        if "column_count" in stats:
-            parts.append(f"{stats['column_count']} columns")
-        if "partitions" in stats:
-            parts.append(f"{stats['partitions']} partitions")
-        if "size_bytes" in stats:
-            parts.append(format_bytes(stats["size_bytes"]))
-        out.append("  " + " · ".join(parts))
-        columns = stats.get("columns") or {}
-        if columns:
-            text = ", ".join(f"{k} ({v})" for k, v in columns.items())
-            out += textwrap.wrap(text, 96, initial_indent="  columns: ",
-                                 subsequent_indent=" " * 11)
+        # a job graph's statistics are per source node
+        per_source = stats if all(isinstance(v, dict) for v in stats.values()) else {"": stats}
+        for source, source_stats in per_source.items():
+            out += _data_lines(source, source_stats)
 
     nodes = summarize_nodes(trace)  # a graph workflow: one line per node first
     if nodes:
@@ -210,3 +199,22 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 __all__ = ["inspect_text", "write_debug_views"]
+
+
+def _data_lines(source: str, stats: dict[str, Any]) -> list[str]:
+    """The lines of one source's data statistics (``source`` empty for a version 1 job)."""
+    parts = []
+    if "row_count" in stats:
+        parts.append(f"{stats['row_count']:,} rows")
+    if "column_count" in stats:
+        parts.append(f"{stats['column_count']} columns")
+    if "partitions" in stats:
+        parts.append(f"{stats['partitions']} partitions")
+    if "size_bytes" in stats:
+        parts.append(format_bytes(stats["size_bytes"]))
+    lines = [f"  {source + ': ' if source else ''}" + " · ".join(parts)]
+    columns = stats.get("columns") or {}
+    if columns:
+        text = ", ".join(f"{k} ({v})" for k, v in columns.items())
+        lines += textwrap.wrap(text, 96, initial_indent="  columns: ", subsequent_indent=" " * 11)
+    return lines
