@@ -73,6 +73,11 @@ class Connector(Plugin[ConfigT]):
     def read(self, partition: PartitionSpec) -> pa.Table:
         raise NotImplementedError
 
+    def schema(self) -> pa.Schema | None:
+        """The source's schema when it is known without reading its data (a Parquet footer,
+        a database catalog), for checks before the job runs; None when it is not."""
+        return None
+
 
 # ---------------------------------------------------------------------------------------------
 # Preprocessing

@@ -232,15 +232,40 @@ def test_a_bad_graph_is_refused_before_anything_runs(tmp_path, capsys, change, m
 
 
 @pytest.mark.parametrize("join,message", [
-    ({"left_on": ["customer"], "right_on": ["id"]}, "customer"),
+    ({"left_on": ["customer"], "right_on": ["id"]},
+     "join 'enriched': left_on column 'customer'"),
     ({"left_on": ["customer_id"], "right_on": ["region"]}, "region"),
 ])
-def test_a_join_key_missing_or_of_another_type_fails_naming_node_and_column(
+def test_a_join_key_missing_or_of_another_type_is_refused_before_the_run_from_parquet_footers(
         tmp_path, capsys, join, message):
     path = write_spec(tmp_path, bad_join(tmp_path, **join))
     assert main(["run", path, "--run-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "enriched" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_analysis_missing_its_column_is_refused_before_the_run(tmp_path, capsys):
+    data = bad_join(tmp_path, left_on=["customer_id"], right_on=["id"])
+    data["analyses"]["a"] = {"from": "enriched", "type": "aggregation", "group_by": ["regoin"],
+                             "metrics": [{"function": "count", "alias": "n"}]}
+    assert main(["run", write_spec(tmp_path, data), "--run-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "analysis 'a' (of 'enriched'): column 'regoin' not found" in err
+    assert "did you mean 'region'?" in err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_join_key_missing_in_a_csv_source_fails_the_join_naming_node_and_column(
+        tmp_path, capsys):
+    ORDERS.write_csv(tmp_path / "orders.csv")
+    CUSTOMERS.write_csv(tmp_path / "customers.csv")
+    data = bad_join(tmp_path, left_on=["customer"], right_on=["id"])
+    data["sources"] = {name: {"type": "file", "path": str(tmp_path / f"{name}.csv")}
+                       for name in ("orders", "customers")}
+    assert main(["run", write_spec(tmp_path, data), "--run-dir", str(tmp_path / "runs")]) == 2
     out = capsys.readouterr()
-    assert "enriched" in out.out + out.err and message in out.out + out.err
+    assert "join 'enriched': left_on column 'customer'" in out.out + out.err
     assert "Traceback" not in out.err
     run = next((tmp_path / "runs").iterdir())
     assert not (run / "report.html").exists()

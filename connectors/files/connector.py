@@ -32,6 +32,7 @@ from raysight.connectors.files.ranges import (
 )
 from raysight.errors import InputError
 from raysight.plugins import Connector, PartitionSpec
+from raysight.tables import unify
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +161,19 @@ class FileConnector(Connector[FileSourceConfig]):
             if fmt == "ndjson":
                 return parse_text(fs, path, opts, parse_ndjson)
             return parse_text(fs, path, opts, csv_parser(self._csv, opts))
+
+    def schema(self) -> pa.Schema | None:
+        """A Parquet source's schema from its files' footers (their schemas unified); None
+        for text formats, whose types are known only once parsed."""
+        fs, files = list_files(self.config)
+        if any(f.format != "parquet" for f in files):
+            return None
+        schemas = []
+        for file in files:
+            with translated_errors(shown(fs, file.path), file.format):
+                with fs.open(file.path, "rb") as f:
+                    schemas.append(pq.read_schema(f))
+        return unify(schemas)
 
     @property
     def _csv(self) -> CsvOptions:

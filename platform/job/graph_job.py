@@ -19,10 +19,16 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from raysight import registry
+from raysight.analyses.columns import require_columns
+from raysight.analyses.relational.plan import plan_join
+from raysight.analyses.relational.union import union_schema
 from raysight.engine.context import Partitions, RunContext, StepOutcome
 from raysight.engine.graph import Node, graph
 from raysight.engine.workflow import Pass, Step, branch, parallel
+from raysight.errors import InputError
 from raysight.job import graph_steps as gs
 from raysight.job import steps
 from raysight.job.flows import absolute_source, analyze_flow, load_flow, preprocess_flow
@@ -97,13 +103,58 @@ class GraphJob(AnalysisJob):
                            notifies=bool(self.notifiers))
 
     def preflight(self) -> None:
+        """Checks before anything runs or is written: every source exists; where schemas are
+        known without reading data (Parquet footers), join keys exist on their sides with
+        compatible types and analyses find their columns; the run directory is free."""
         for connector in self.connectors.values():
             connector.check()
+        self.known_schemas()
         if self.job_dir.exists() and not self.resuming:
-            from raysight.errors import InputError
-
             raise InputError(f"run directory {self.job_dir} already exists; choose another "
                              "job_id or --run-dir", path=str(self.job_dir))
+
+    def known_schemas(self) -> dict[str, pa.Schema | None]:
+        """Each data node's schema where it follows from the sources' schemas known without
+        reading data (None where a node needs its data, e.g. after preprocessing); checks
+        joins and analyses against them on the way (InputError naming node and column)."""
+        spec = self.spec
+        assert isinstance(spec, GraphSpec)
+        known: dict[str, pa.Schema | None] = {}
+
+        def schema(name: str) -> pa.Schema | None:
+            if name in known:
+                return known[name]
+            section = spec.nodes()[name]
+            inputs = [schema(n) for n in spec.inputs(name)]
+            out: pa.Schema | None = None
+            if section == "sources":
+                out = self.connectors[name].schema()
+            elif section == "datasets":
+                out = inputs[0] if not self.operations[name] else None
+            elif None in inputs:
+                out = None
+            elif section == "joins":
+                out = plan_join(spec.joins[name], inputs[0], inputs[1], name).schema
+            elif section == "unions":
+                out = union_schema(dict(zip(spec.unions[name].inputs, inputs, strict=True)),
+                                   name)
+            known[name] = out
+            return out
+
+        for name, section in spec.nodes().items():
+            if section != "analyses":
+                schema(name)
+                continue
+            source = spec.analyses[name].from_
+            columns = schema(source)
+            if columns is None:
+                continue
+            try:
+                require_columns(columns.names, self.kernels[name].required_columns())
+            except InputError as err:
+                raise InputError(f"analysis {name!r} (of {source!r}): {err}", node=name,
+                                 field=f"analyses.{name}", **err.details) from None
+        return known
 
     # -- planning -------------------------------------------------------------------------
 

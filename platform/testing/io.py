@@ -31,7 +31,8 @@ def check_connector_reads(plugin: PluginArg, config: ConfigArg, table: pa.Table 
                           *, kind: str | None = None, tmp_path: Path | None = None) -> None:
     """``check`` passes, ``plan`` lists picklable partitions, and reading each one (in a
     copy shipped as to a Ray task) gives, in order, the rows of the example table (columns
-    unified across partitions as the pipeline does)."""
+    unified across partitions as the pipeline does); a schema known without reading
+    (``schema()``) is the one read."""
     _, cls = resolve_plugin(plugin, kind)
     expected = as_frame(table, "the table the source holds")
     with workdir(tmp_path) as folder:
@@ -40,10 +41,15 @@ def check_connector_reads(plugin: PluginArg, config: ConfigArg, table: pa.Table 
         specs = roundtrip(connector.plan())
         assert specs, "plan listed no partitions"
         tables = [roundtrip(roundtrip(connector).read(s)) for s in specs]
+        known = connector.schema()
     for t, spec in zip(tables, specs, strict=True):
         assert isinstance(t, pa.Table), f"read({spec.label}) returned {type(t).__name__}"
     read = pl.concat([as_frame(t) for t in tables], how="vertical_relaxed")
     assert read.columns == expected.columns, f"columns {read.columns} != {expected.columns}"
+    if known is not None:  # what checks before the run see is what the run reads
+        assert known.names == read.columns, f"schema() names {known.names} != {read.columns}"
+        known_types = as_frame(known.empty_table()).schema
+        assert known_types == read.schema, f"schema() types {known_types} != {read.schema}"
     assert_tables_match(read.cast(expected.schema, strict=False), expected,
                         what=f"{len(specs)} partitions read")
 
