@@ -17,7 +17,7 @@ import logging
 import os
 import random
 import time
-from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
 import ray
@@ -35,6 +35,7 @@ from raysight.engine.context import (
 from raysight.engine.events import Observers
 from raysight.engine.failures import classify
 from raysight.engine.graph import NODE_TAG, Graph, in_node, task_keys
+from raysight.engine.graph_runner import run_graph
 from raysight.engine.retry import RetryPolicy
 from raysight.engine.trace import StepRecord
 from raysight.engine.worker import compensate, pack, restore_partition
@@ -141,7 +142,7 @@ class Executor:
         if isinstance(node, Parallel):
             return self._run_parallel(node, value, ctx)
         if isinstance(node, Graph):
-            return self._run_graph(node, value, ctx)
+            return run_graph(self, node, value, ctx)
         if isinstance(node, Nested):
             child = ctx.fork(trace=ctx.trace.child(), params={**ctx.params, **node.params},
                              cancel_events=ctx.cancel_events)
@@ -201,105 +202,6 @@ class Executor:
                 own = [e for e in errors if not isinstance(e, Cancelled)]
                 raise (own or errors)[0]  # type: ignore[misc]
             return tuple(f.result() for f in futures)
-
-    def _run_graph(self, node: Graph, value: Any, ctx: RunContext) -> Any:
-        """Run each node as soon as its needs are done, in a thread of its own with a forked
-        context; see :mod:`raysight.engine.graph` for inputs, outputs and failures.
-
-        Events: ``node_started``, ``node_succeeded`` (``restored: true`` when every task of
-        the node came from its checkpoint), ``node_failed`` and ``node_skipped`` (with the
-        reason); their step is the node's path (``n``, or ``outer/n`` in a nested graph), as
-        is the trace attribute ``<path>.node_state``."""
-        paths = {name: f"{ctx.node}/{name}" if ctx.node else name for name in node.nodes}
-        outputs: dict[str, Any] = {}
-        errors: list[BaseException] = []  # in the order the nodes failed
-        failed: list[str] = []
-        waiting = list(node.order)
-        running: dict[Future[Any], tuple[str, RunContext]] = {}
-        workers = min(len(node.nodes), self.max_parallel_branches)
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raysight-node")
-        try:
-            while True:
-                if not errors and not ctx.cancelled:
-                    for name in [n for n in waiting
-                                 if all(d in outputs for d in node.nodes[n].needs)]:
-                        waiting.remove(name)
-                        needs = node.nodes[name].needs
-                        given = (value if not needs else outputs[needs[0]] if len(needs) == 1
-                                 else tuple(outputs[d] for d in needs))
-                        node_ctx = ctx.fork(node=paths[name])
-                        future = pool.submit(self._run_node, node, name, paths, given, node_ctx)
-                        running[future] = (name, node_ctx)
-                if not running:
-                    break
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in [f for f in running if f in done]:
-                    name, _ = running.pop(future)
-                    err = future.exception()
-                    if err is None:
-                        outputs[name] = future.result()
-                        continue
-                    errors.append(err)
-                    failed.append(name)
-                    reason = ("run cancelled" if isinstance(err, Cancelled) and ctx.cancelled
-                              else f"upstream node {paths[name]} failed")
-                    for later in node.downstream(name):
-                        if later in waiting:
-                            waiting.remove(later)
-                            self._skip_node(node, later, paths[later], reason, ctx)
-        except BaseException:
-            for _, node_ctx in running.values():
-                node_ctx.cancel()
-            raise
-        finally:
-            # nodes queued behind a full pool never start once the graph is stopping
-            pool.shutdown(wait=True, cancel_futures=True)
-        if errors or (ctx.cancelled and waiting):
-            culprits = [paths[n] for n, e in zip(failed, errors, strict=True)
-                        if not isinstance(e, Cancelled)]
-            reason = f"not started: node {culprits[0]} failed" if culprits else "run cancelled"
-            for name in waiting:
-                self._skip_node(node, name, paths[name], reason, ctx)
-            own = [e for e in errors if not isinstance(e, Cancelled)]
-            if own or errors:
-                raise (own or errors)[0]
-            raise Cancelled(f"run cancelled before node {paths[waiting[0]]}",
-                            step=paths[waiting[0]])
-        return node.result(outputs)
-
-    def _run_node(self, graph: Graph, name: str, paths: dict[str, str], value: Any,
-                  ctx: RunContext) -> Any:
-        """One node of a graph, in its own thread: its step, framed by node events."""
-        node, path = graph.nodes[name], paths[name]
-        steps = tasks_of(node.step)
-        restored = bool(steps) and ctx.checkpoints is not None and all(
-            t.checkpoint and ctx.checkpoints.completed(ctx.key_of(t)) is not None for t in steps)
-        ctx.emit("node_started", path, needs=[paths[n] for n in node.needs])
-        started = time.monotonic()
-        try:
-            out = self._run(node.step, value, ctx)
-        except BaseException as exc:
-            error = exc.to_dict() if isinstance(exc, WorkflowError) else {
-                "error": type(exc).__name__, "message": str(exc)}
-            ctx.trace.attributes[f"{path}.node_state"] = "failed"
-            ctx.emit("node_failed", path, duration_s=round(time.monotonic() - started, 6),
-                     error=error)
-            raise
-        ctx.trace.attributes[f"{path}.node_state"] = "succeeded"
-        ctx.emit("node_succeeded", path, duration_s=round(time.monotonic() - started, 6),
-                 consumers=len(graph.consumers(name)), **({"restored": True} if restored else {}))
-        return out
-
-    def _skip_node(self, graph: Graph, name: str, path: str, reason: str,
-                   ctx: RunContext) -> None:
-        """A node that never started: each of its tasks is recorded as skipped."""
-        now = time.time()
-        ctx.trace.attributes[f"{path}.node_state"] = "skipped"
-        for task in tasks_of(graph.nodes[name].step):
-            ctx.trace.record_step(f"{task.name} (skipped)")
-            ctx.trace.add(StepRecord(task.name, "skipped", started_at=now, ended_at=now,
-                                     reason=reason))
-        ctx.emit("node_skipped", path, reason=reason)
 
     def _run_plain_batch(self, branches: tuple[Task, ...], value: Any,
                          ctx: RunContext) -> tuple[Any, ...]:
