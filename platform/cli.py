@@ -184,6 +184,11 @@ def _print_summary(result: Any) -> None:
         produced = result.metrics.get("result_rows")
         print(f"rows      {rows} loaded in {result.data_stats.get('partitions')} partition(s)"
               + ("" if produced is None else f", {int(produced)} result rows"))
+    if rows is None and result.data_stats:  # a job graph: per source
+        loaded = ", ".join(f"{name} {stats.get('row_count', 0):,} "
+                           f"({stats.get('partitions')} partition(s))"
+                           for name, stats in result.data_stats.items() if isinstance(stats, dict))
+        print(f"rows      {loaded}")
     for name, analysis in result.analyses.items():
         print(f"analysis  {name} ({analysis['type']} of {analysis['from']}): "
               f"{analysis['rows']} rows")
