@@ -124,3 +124,34 @@ def test_the_category_words_equal_polars(results):
         .explode("word").drop_nulls().group_by("word").len(name="count")
         .sort(["count", "word"], descending=[True, False]).head(10))
     assert ours.to_dicts() == expected.to_dicts()
+
+
+VERSION_1 = [name for name in SPECS if load_any_spec(EXAMPLES / name).version == 1]
+
+
+@pytest.fixture(scope="module")
+def as_graphs(tmp_path_factory):
+    """Each version 1 example run as its one-analysis job graph (the migration to come)."""
+    from raysight.job.graph_job import GraphJob, parse_any_spec
+    from raysight.job.graph_spec import as_graph
+    from raysight.job.spec import read_spec_file
+
+    runs = tmp_path_factory.mktemp("as-graphs")
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(REPO_ROOT)
+        for name in VERSION_1:
+            data = as_graph(read_spec_file(Path("examples") / name))
+            out[name] = GraphJob(parse_any_spec(data), run_dir=runs).run()
+    return out
+
+
+@pytest.mark.parametrize("name", VERSION_1)
+def test_a_version_1_example_run_as_a_graph_gives_the_same_answers(results, as_graphs, name):
+    v1, graph = results[name], as_graphs[name]
+    assert graph.state == v1.state == "COMPLETED", graph.errors
+    assert sorted(graph.outputs) == sorted(v1.outputs)
+    for output in v1.outputs:
+        if output.endswith((".parquet", ".csv")):
+            assert_frame_equal(table_of(graph, output), table_of(v1, output))
+    assert graph.analyses["analysis"]["summary"] == v1.summary
