@@ -256,6 +256,34 @@ def test_an_analysis_missing_its_column_is_refused_before_the_run(tmp_path, caps
     assert not (tmp_path / "runs").exists()
 
 
+def test_a_dataset_operation_naming_a_missing_column_is_refused_before_the_run(
+        tmp_path, capsys):
+    data = bad_join(tmp_path, left_on=["customer_id"], right_on=["id"])
+    data["datasets"] = {"paid": {"from": "orders", "preprocessing": [
+        {"op": "filter_rows", "condition": "amount > 0"},
+        {"op": "drop_missing", "columns": ["amuont"]}]}}
+    data["joins"]["enriched"]["left"] = "paid"
+    assert main(["run", write_spec(tmp_path, data), "--run-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'paid', preprocessing[1] (drop_missing): column 'amuont' not found" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_join_after_a_dataset_is_checked_through_its_operations(tmp_path, capsys):
+    data = bad_join(tmp_path, left_on=["order"], right_on=["id"])
+    data["datasets"] = {"paid": {"from": "orders", "preprocessing": [
+        {"op": "filter_rows", "condition": "amount > 0"},
+        {"op": "date_extraction", "column": "order_date", "strict": False}]}}
+    data["joins"]["enriched"]["left"] = "paid"
+    code = main(["run", write_spec(tmp_path, data), "--run-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "order_date" in err  # the first problem on the way: a missing column
+    data["datasets"]["paid"]["preprocessing"].pop()
+    assert main(["run", write_spec(tmp_path, data), "--run-dir", str(tmp_path / "runs")]) == 2
+    assert "join 'enriched': left_on column 'order'" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_join_key_missing_in_a_csv_source_fails_the_join_naming_node_and_column(
         tmp_path, capsys):
     ORDERS.write_csv(tmp_path / "orders.csv")

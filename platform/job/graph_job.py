@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from raysight import registry
-from raysight.analyses.columns import require_columns
+from raysight.analyses.columns import as_frame, require_columns
 from raysight.analyses.relational.plan import plan_join
 from raysight.analyses.relational.union import union_schema
 from raysight.engine.context import Partitions, RunContext, StepOutcome
@@ -36,6 +36,7 @@ from raysight.job.graph_spec import GraphSpec
 from raysight.job.pipeline import STAGING, AnalysisJob
 from raysight.job.record import RunRecord
 from raysight.job.spec import export_path, render_job_id
+from raysight.tables import to_arrow
 
 
 class GraphRecord(RunRecord):
@@ -115,8 +116,8 @@ class GraphJob(AnalysisJob):
 
     def known_schemas(self) -> dict[str, pa.Schema | None]:
         """Each data node's schema where it follows from the sources' schemas known without
-        reading data (None where a node needs its data, e.g. after preprocessing); checks
-        joins and analyses against them on the way (InputError naming node and column)."""
+        reading data (None where a node needs its data); checks datasets' operations, joins
+        and analyses against them on the way (InputError naming node and column)."""
         spec = self.spec
         assert isinstance(spec, GraphSpec)
         known: dict[str, pa.Schema | None] = {}
@@ -130,7 +131,7 @@ class GraphJob(AnalysisJob):
             if section == "sources":
                 out = self.connectors[name].schema()
             elif section == "datasets":
-                out = inputs[0] if not self.operations[name] else None
+                out = None if inputs[0] is None else self._preprocessed(name, inputs[0])
             elif None in inputs:
                 out = None
             elif section == "joins":
@@ -155,6 +156,24 @@ class GraphJob(AnalysisJob):
                 raise InputError(f"analysis {name!r} (of {source!r}): {err}", node=name,
                                  field=f"analyses.{name}", **err.details) from None
         return known
+
+    def _preprocessed(self, name: str, schema: pa.Schema) -> pa.Schema | None:
+        """A dataset's schema: its operations applied to an empty table of its input's
+        schema (None where an operation cannot tell without data). An operation naming a
+        column its input lacks is an InputError naming the dataset and the operation."""
+        frame = as_frame(schema.empty_table())
+        for i, op in enumerate(self.operations[name]):
+            try:
+                frame = op.apply(frame)
+            except InputError as err:
+                if "missing" not in err.details:  # about the (empty) data, not the columns
+                    return None
+                raise InputError(f"dataset {name!r}, preprocessing[{i}] ({op.name}): {err}",
+                                 node=name, field=f"datasets.{name}.preprocessing[{i}]",
+                                 **err.details) from None
+            except Exception:  # an operation that needs data to know its output
+                return None
+        return to_arrow(frame).schema
 
     # -- planning -------------------------------------------------------------------------
 
