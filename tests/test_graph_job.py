@@ -361,3 +361,20 @@ def _events(run_dir: Path) -> list[dict]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_a_job_built_in_python_runs_like_its_yaml_form(tmp_path):
+    from raysight.job.builder import Job
+
+    job = Job("built", settings={"execution": {"checkpoint": False}})
+    paths = sources(tmp_path)
+    orders = job.source("orders", paths["orders"])
+    customers = job.source("customers", paths["customers"])
+    enriched = orders.join("enriched", customers, left_on=["customer_id"], right_on=["id"])
+    enriched.analyze("by_region", type="aggregation", group_by=["region"],
+                     metrics=[{"function": "count", "alias": "n"}])
+    job.export("by_region", format="parquet", path="by_region.parquet")
+    result = GraphJob(job.spec(), run_dir=tmp_path / "runs").run()
+    assert result.state == "COMPLETED", result.errors
+    expected = polars_join("inner").group_by("region").agg(pl.len().alias("n"))
+    same_rows(exported(result, "by_region.parquet"), expected)
