@@ -378,3 +378,64 @@ def test_a_job_built_in_python_runs_like_its_yaml_form(tmp_path):
     assert result.state == "COMPLETED", result.errors
     expected = polars_join("inner").group_by("region").agg(pl.len().alias("n"))
     same_rows(exported(result, "by_region.parquet"), expected)
+
+
+def test_a_distinct_union_feeds_an_analysis_a_join_and_an_export(tmp_path):
+    both = sources(tmp_path)
+    data = {
+        "version": 2, "job_id": "distinct",
+        "sources": {"a": both["orders"],
+                    "b": {"type": "file", "path": parts(tmp_path / "b", ORDERS.head(10), 2)},
+                    "customers": both["customers"]},
+        "unions": {"u": {"inputs": ["a", "b"], "distinct": True}},
+        "joins": {"j": {"left": "u", "right": "customers", "left_on": ["customer_id"],
+                        "right_on": ["id"]}},
+        "analyses": {"n": {"from": "u", "type": "descriptive", "columns": ["amount"]},
+                     "by_region": {"from": "j", "type": "aggregation", "group_by": ["region"],
+                                   "metrics": [{"function": "count", "alias": "n"}]}},
+        "exports": [{"from": "u", "format": "parquet", "path": "u.parquet"},
+                    {"from": "by_region", "format": "parquet", "path": "by_region.parquet"}],
+    }
+    _, result = run_graph(tmp_path, data)
+    assert result.state == "COMPLETED", result.errors
+    same_rows(exported(result, "u.parquet"), ORDERS)  # the ten rows of b are all in a
+    expected = polars_join("inner").group_by("region").agg(pl.len().alias("n"))
+    same_rows(exported(result, "by_region.parquet"), expected)
+    assert result.analyses["n"]["summary"]["row_count"] == ORDERS.height
+
+
+def test_a_self_join_reads_its_node_once(tmp_path):
+    data = {
+        "version": 2, "job_id": "self-join", "sources": {"orders": sources(tmp_path)["orders"]},
+        "joins": {"pairs": {"left": "orders", "right": "orders", "on": ["customer_id"],
+                            "suffix": "_other"}},
+        "analyses": {"n": {"from": "pairs", "type": "descriptive", "columns": ["amount"]}},
+        "exports": [{"from": "pairs", "format": "parquet", "path": "pairs.parquet"}],
+    }
+    _, result = run_graph(tmp_path, data)
+    assert result.state == "COMPLETED", result.errors
+    expected = ORDERS.join(ORDERS, on="customer_id", suffix="_other")
+    same_rows(exported(result, "pairs.parquet"), expected)
+    names = [t.name for t in job_tasks("self-join", expect=5)]
+    assert names.count("self-join/orders/load") == 4
+
+
+def test_the_report_is_no_one_analysis_output(tmp_path):
+    data = {
+        "version": 2, "job_id": "report", "sources": {"orders": sources(tmp_path)["orders"]},
+        "analyses": {"a": {"from": "orders", "type": "descriptive", "columns": ["amount"]},
+                     "b": {"from": "orders", "type": "text_frequency", "column": "name"}},
+        "exports": [{"format": "html", "path": "report.html"},
+                    {"from": "b", "format": "csv", "path": "b.csv"}],
+    }
+    _, result = run_graph(tmp_path, data)
+    assert result.state == "COMPLETED", result.errors
+    assert result.outputs == ["report.html", "b.csv"]
+    assert (result.analyses["a"]["outputs"], result.analyses["b"]["outputs"]) == ([], ["b.csv"])
+
+
+def test_a_missing_source_is_named_by_its_node(tmp_path, capsys):
+    data = bad_join(tmp_path, left_on=["customer_id"], right_on=["id"])
+    data["sources"]["customers"]["path"] = str(tmp_path / "nowhere.parquet")
+    assert main(["run", write_spec(tmp_path, data), "--run-dir", str(tmp_path / "runs")]) == 2
+    assert "source 'customers': source file not found" in capsys.readouterr().err

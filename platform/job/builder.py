@@ -16,9 +16,10 @@ model.
     job.export(format="html", path="report.html")
     spec = job.spec()   # the GraphSpec a YAML file with these nodes gives
 
-A node is named once; configs are dicts, pydantic configs or keyword fields (node names
-and configs are positional, so a config may have a field called ``name``). Nothing is
-checked until :meth:`Job.spec`, which raises the same SpecError as a spec file would.
+A node is named once (a name given twice raises ValueError at once); configs are dicts,
+pydantic configs or keyword fields (node names and configs are positional, so a config may
+have a field called ``name``). Everything else is checked by :meth:`Job.spec`, which raises
+the same SpecError as a spec file would.
 """
 
 from __future__ import annotations

@@ -44,9 +44,10 @@ class GraphRecord(RunRecord):
 
     def on_node_loaded(self, node: str, ctx: RunContext, outcome: StepOutcome) -> None:
         stats = steps.loaded(Partitions(outcome.output.items, outcome.reports), node).stats
-        self.data_stats[node] = stats
-        for key in ("row_count", "size_bytes", "partitions"):
-            self.metrics[key] = self.metrics.get(key, 0) + stats[key]
+        with self.lock:  # the hooks of several nodes run in their threads
+            self.data_stats[node] = stats
+            for key in ("row_count", "size_bytes", "partitions"):
+                self.metrics[key] = self.metrics.get(key, 0) + stats[key]
         self._add_time("data_load_time", outcome)
         ctx.emit("data_loaded", f"{node}/load", job_id=ctx.job_id, node=node,
                  row_count=stats["row_count"], column_count=stats["column_count"],
@@ -55,7 +56,8 @@ class GraphRecord(RunRecord):
     def on_node_analyzed(self, node: str, kind: str, ctx: RunContext,
                          outcome: StepOutcome) -> None:
         rows = outcome.reports[-1].rows
-        self.metrics[f"result_rows.{node}"] = rows or 0
+        with self.lock:
+            self.metrics[f"result_rows.{node}"] = rows or 0
         self._add_time("analysis_time", outcome)
         ctx.emit("analysis_completed", f"{node}/analyze", job_id=ctx.job_id, node=node,
                  analysis_type=kind, result_type=kind, rows=rows)
@@ -86,7 +88,9 @@ class GraphJob(AnalysisJob):
         only = next(iter(spec.analyses))
         self.graph_charts = [(registry.charts.build(c), c.from_ or only)
                              for c in spec.visualizations]
-        self.graph_exports = [(registry.exporters.build(e), export_path(e), e.from_ or only)
+        # the HTML report covers every analysis: it reads no one node
+        self.graph_exports = [(registry.exporters.build(e), export_path(e),
+                               e.from_ or (None if e.format == "html" else only))
                               for e in spec.exports]
         self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
         self._record = self._new_record()
@@ -107,8 +111,12 @@ class GraphJob(AnalysisJob):
         """Checks before anything runs or is written: every source exists; where schemas are
         known without reading data (Parquet footers), join keys exist on their sides with
         compatible types and analyses find their columns; the run directory is free."""
-        for connector in self.connectors.values():
-            connector.check()
+        for name, connector in self.connectors.items():
+            try:
+                connector.check()
+            except InputError as err:
+                raise InputError(f"source {name!r}: {err}", node=name,
+                                 field=f"sources.{name}", **err.details) from None
         self.known_schemas()
         if self.job_dir.exists() and not self.resuming:
             raise InputError(f"run directory {self.job_dir} already exists; choose another "
@@ -135,7 +143,13 @@ class GraphJob(AnalysisJob):
             elif None in inputs:
                 out = None
             elif section == "joins":
-                out = plan_join(spec.joins[name], inputs[0], inputs[1], name).schema
+                try:
+                    out = plan_join(spec.joins[name], inputs[0], inputs[1], name).schema
+                except InputError as err:  # the field as the spec names it
+                    field = err.details.get("field")
+                    located = f"joins.{name}" + (f".{field}" if field else "")
+                    raise InputError(str(err), **{**err.details, "node": name,
+                                                  "field": located}) from None
             elif section == "unions":
                 out = union_schema(dict(zip(spec.unions[name].inputs, inputs, strict=True)),
                                    name)
@@ -183,7 +197,9 @@ class GraphJob(AnalysisJob):
         assert isinstance(spec, GraphSpec)
         nodes: dict[str, Node] = {}
         for name, section in spec.nodes().items():
-            nodes[name] = Node(self._node_flow(name, section), spec.inputs(name))
+            # a self-join reads its one input once
+            nodes[name] = Node(self._node_flow(name, section),
+                               tuple(dict.fromkeys(spec.inputs(name))))
         return graph(nodes)
 
     def _node_flow(self, name: str, section: str) -> Step:
@@ -233,11 +249,14 @@ class GraphJob(AnalysisJob):
     def _union_flow(self, name: str) -> Step:
         config = self.spec.unions[name]  # type: ignore[attr-defined]
         task = self._task
-        inputs = task("preprocess", "union.schema",
-                      partial(gs.union_inputs, config=config, node=name), mode="driver")
         if config.distinct:
-            return inputs >> task("preprocess", "union", gs.union_distinct)
-        return inputs >> task("preprocess", "union", gs.union_partition, mode="map")
+            return task("preprocess", "union.schema",
+                        partial(gs.union_distinct_inputs, config=config, node=name),
+                        mode="driver") >> task("preprocess", "union", gs.union_distinct,
+                                               mode="map")
+        return task("preprocess", "union.schema",
+                    partial(gs.union_inputs, config=config, node=name), mode="driver") \
+            >> task("preprocess", "union", gs.union_partition, mode="map")
 
     def workflow(self) -> Step:
         """The plan: the graph of nodes, then results, notifications and completion."""
@@ -261,7 +280,7 @@ class GraphJob(AnalysisJob):
         assert isinstance(spec, GraphSpec)
         analyses = tuple(spec.analyses)
         exported = tuple(dict.fromkeys(n for _, _, n in self.graph_exports
-                                       if n not in spec.analyses))
+                                       if n is not None and n not in spec.analyses))
         tables = [item for n in exported for item in outputs[n].items]
         layout = gs.ResultsLayout(
             analyses, tuple((n, len(outputs[n].items)) for n in exported),

@@ -60,10 +60,11 @@ def _bytes(partitions: Partitions) -> int:
     return sum(r.bytes or 0 for r in partitions.reports if r is not None)
 
 
-def plan_join_step(sides: tuple[Partitions, Partitions], config: JoinConfig,
+def plan_join_step(sides: tuple[Partitions, Partitions] | Partitions, config: JoinConfig,
                    node: str) -> PlannedJoin:
-    """Driver step: the join's plan from its sides' schemas, and broadcast or shuffle."""
-    left, right = sides
+    """Driver step: the join's plan from its sides' schemas, and broadcast or shuffle (a
+    self-join, whose sides are one node, gets that node's partitions once)."""
+    left, right = (sides, sides) if isinstance(sides, Partitions) else sides
     plan = plan_join(config, schema_of(left, config.left), schema_of(right, config.right), node)
     strategy, small = choose_strategy(config, _bytes(left), _bytes(right))
     return PlannedJoin(left, right, plan, strategy, small)
@@ -146,6 +147,14 @@ def union_partition(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return union_tables([table], schema)
 
 
+def union_distinct_inputs(inputs: tuple[Partitions, ...], config: UnionConfig,
+                          node: str) -> tuple[Partitions, pa.Schema]:
+    """Driver step: every partition of the inputs as the one partition of a distinct union
+    (gathered into one task), and their unified schema."""
+    every, schema = union_inputs(inputs, config, node)
+    return Partitions([Partitions(every.items)]), schema
+
+
 def union_distinct(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
     """Every input row once (a distinct union is gathered into one partition)."""
     return union_tables(tables, schema, distinct=True)
@@ -210,7 +219,8 @@ def make_graph_results(
         result = results.get(name) or data.get(name) or next(iter(results.values()))
         report = ReportContext(
             job_id=ctx.job_id, user_id=info["user_id"],
-            analysis_type=info["analysis_types"].get(name, "dataset"), result=result,
+            analysis_type=info["analysis_type"] if name is None
+            else info["analysis_types"].get(name, "dataset"), result=result,
             figures=figures.get(name, []), data_stats=facts.data_stats, metrics=facts.metrics,
             warnings=[v["error"] for v in visualizations if "error" in v],
             analyses=sections if exporter.name == "html" else [])

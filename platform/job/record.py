@@ -4,6 +4,7 @@ progress events (``data_loaded``, ``analysis_completed`` ...)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ class RunRecord:
     results_done: float = 0.0
     #: the signal (or exception) that stopped the run
     stopped_by: str | None = None
+    #: held while a hook updates what hooks of other threads (graph nodes) update too
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # -- driver steps ---------------------------------------------------------------------
 
@@ -58,8 +61,8 @@ class RunRecord:
     # -- success hooks --------------------------------------------------------------------
 
     def _add_time(self, metric: str, outcome: StepOutcome) -> None:
-        metrics = self.metrics
-        metrics[metric] = metrics.get(metric, 0.0) + outcome.duration_s
+        with self.lock:
+            self.metrics[metric] = self.metrics.get(metric, 0.0) + outcome.duration_s
 
     def on_planned(self, ctx: RunContext, outcome: StepOutcome) -> None:
         self._add_time("data_load_time", outcome)
