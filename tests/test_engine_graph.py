@@ -243,6 +243,23 @@ def test_a_failed_node_skips_its_dependents_and_lets_independent_nodes_finish(tm
     assert [e.step for e in events.of_type("node_succeeded")] == ["a", "other"]
 
 
+def test_nodes_queued_behind_a_full_pool_never_start_after_a_failure(tmp_path):
+    folder = str(tmp_path)
+
+    @step
+    def bad_first():
+        raise PermanentError("boom: no such table")
+
+    flow = graph({"bad": bad_first, "b": counted("b", folder), "c": counted("c", folder)})
+    ctx = RunContext("job_graph_full_pool")
+    with pytest.raises(PermanentError, match="boom"):
+        Executor(default_retry=FAST, poll_s=0.05, max_parallel_branches=1).run(flow, ctx)
+    assert marks(tmp_path) == []
+    skipped = {r.step: r.reason for r in ctx.trace.records if r.state == "skipped"}
+    assert skipped == {"b/b": "not started: node bad failed",
+                       "c/c": "not started: node bad failed"}
+
+
 def test_the_graph_raises_a_node_error_not_a_cancellation():
     flow = graph({"bad": boom, "ok": double})
     with pytest.raises(PermanentError) as info:

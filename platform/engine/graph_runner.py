@@ -37,8 +37,10 @@ def run_graph(executor: Executor, node: Graph, value: Any, ctx: RunContext) -> A
     try:
         while True:
             if not errors and not ctx.cancelled:
-                for name in [n for n in waiting
-                             if all(d in outputs for d in node.nodes[n].needs)]:
+                ready = [n for n in waiting if all(d in outputs for d in node.nodes[n].needs)]
+                # no more nodes than threads: a node queued in the pool could not be held
+                # back after a failure
+                for name in ready[:max(0, workers - len(running))]:
                     waiting.remove(name)
                     needs = node.nodes[name].needs
                     given = (value if not needs else outputs[needs[0]] if len(needs) == 1
