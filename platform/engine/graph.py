@@ -35,7 +35,7 @@ Semantics (run by :meth:`raysight.engine.executor.Executor.run`):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -207,7 +207,7 @@ def _validate(nodes: Mapping[str, Node], outputs: str | tuple[str, ...] | None) 
         if out not in nodes:
             raise GraphError(f"output {out!r} is not a node of the graph (nodes: "
                              f"{', '.join(nodes)})", output=out)
-    cycle = _find_cycle(nodes)
+    cycle = find_cycle({name: n.needs for name, n in nodes.items()})
     if cycle:
         raise GraphError(f"the graph has a cycle: {' -> '.join(cycle)}", cycle=cycle)
     order: list[str] = []
@@ -221,16 +221,19 @@ def _validate(nodes: Mapping[str, Node], outputs: str | tuple[str, ...] | None) 
     return tuple(order)
 
 
-def _find_cycle(nodes: Mapping[str, Node]) -> list[str]:
-    """A cycle as node names in data-flow order, first name repeated last (``a -> b -> a``:
-    ``b`` needs ``a`` and ``a`` needs ``b``); empty when there is none."""
+def find_cycle(needs: Mapping[str, Sequence[str]]) -> list[str]:
+    """A cycle of ``needs`` (name -> the names it needs) as names in data-flow order, first
+    name repeated last (``a -> b -> a``: ``b`` needs ``a`` and ``a`` needs ``b``); empty when
+    there is none. Unknown names are not followed."""
     state: dict[str, int] = {}  # 1: on the current path, 2: finished
     path: list[str] = []
 
     def visit(name: str) -> list[str]:
         state[name] = 1
         path.append(name)
-        for need in nodes[name].needs:
+        for need in needs[name]:
+            if need not in needs:
+                continue
             if state.get(need) == 1:  # path[i:] needs its way back to ``need``
                 loop = path[path.index(need):] + [need]
                 return loop[::-1]
@@ -240,10 +243,10 @@ def _find_cycle(nodes: Mapping[str, Node]) -> list[str]:
         state[name] = 2
         return []
 
-    for name in nodes:
+    for name in needs:
         if name not in state and (found := visit(name)):
             return found
     return []
 
 
-__all__ = ["Graph", "GraphError", "Node", "graph", "in_node", "task_keys"]
+__all__ = ["Graph", "GraphError", "Node", "find_cycle", "graph", "in_node", "task_keys"]

@@ -56,6 +56,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from raysight import registry
 from raysight.analyses.aliases import CustomForm, resolve_custom
 from raysight.analyses.relational.config import JoinConfig, UnionConfig
+from raysight.engine.graph import find_cycle
 from raysight.job.spec import (
     AcceptsCustomForm,
     JobCommon,
@@ -216,32 +217,16 @@ def _reference_problems(spec: GraphSpecBase) -> Iterator[InitErrorDetails]:
 
 
 def _cycle_problems(spec: GraphSpecBase) -> list[InitErrorDetails]:
-    """The first cycle among the data nodes, named ``a -> b -> a`` at the field of ``a``
-    that starts it."""
-    nodes = [n for n, s in spec.nodes().items() if s != "analyses"]
-    state: dict[str, int] = {}  # 1: on the path, 2: done
-    path: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        state[name] = 1
-        path.append(name)
-        for needed in spec.inputs(name):
-            if state.get(needed) == 1:
-                return path[path.index(needed):] + [needed]
-            if needed not in state and (cycle := visit(needed)) is not None:
-                return cycle
-        path.pop()
-        state[name] = 2
-        return None
-
-    for name in nodes:
-        if name not in state and (cycle := visit(name)) is not None:
-            first, second = cycle[0], cycle[1]
-            loc = next(loc for loc, target, _ in _references(spec)
-                       if loc[1] == first and target == second)
-            return [_problem(loc, "cycle", "the nodes form a cycle: " + " -> ".join(cycle),
-                             second)]
-    return []
+    """The first cycle among the data nodes, named ``a -> b -> a`` (each reading the next)
+    at the field of ``a`` that starts it."""
+    data = {n: spec.inputs(n) for n, s in spec.nodes().items() if s != "analyses"}
+    cycle = find_cycle(data)[::-1]  # reading order: a reads b
+    if not cycle:
+        return []
+    first, second = cycle[0], cycle[1]
+    loc = next(loc for loc, target, _ in _references(spec)
+               if loc[1] == first and target == second)
+    return [_problem(loc, "cycle", "the nodes form a cycle: " + " -> ".join(cycle), second)]
 
 
 # ---------------------------------------------------------------------------------------------
