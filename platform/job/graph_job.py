@@ -14,7 +14,6 @@ datasets, joins and unions ``preprocess``, analyses ``analyze``.
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,17 @@ from raysight.engine.workflow import Pass, Step, branch, parallel
 from raysight.errors import InputError
 from raysight.job import graph_steps as gs
 from raysight.job import steps
-from raysight.job.flows import absolute_source, analyze_flow, load_flow, preprocess_flow
+from raysight.job.flows import (
+    absolute_source,
+    analyze_flow,
+    load_flow,
+    preprocess_flow,
+    shard_count,
+)
 from raysight.job.graph_spec import GraphSpec
-from raysight.job.pipeline import STAGING, AnalysisJob
+from raysight.job.pipeline import AnalysisJob
 from raysight.job.record import RunRecord
-from raysight.job.spec import export_path, render_job_id
+from raysight.job.spec import export_path
 from raysight.tables import to_arrow
 
 
@@ -73,12 +78,7 @@ class GraphJob(AnalysisJob):
 
     def __init__(self, spec: GraphSpec, run_dir: str | Path = "runs",
                  job_id: str | None = None, resume: bool = False) -> None:
-        self.spec = spec  # type: ignore[assignment]
-        self.job_id = job_id or render_job_id(spec.job_id)
-        self.run_root = Path(os.path.abspath(run_dir))
-        self.job_dir = self.run_root / self.job_id
-        self.staging = self.job_dir / STAGING
-        self.resuming = resume
+        self._locate(spec, run_dir, job_id, resume)
         self.connectors = {name: registry.connectors.build(absolute_source(config))
                            for name, config in spec.sources.items()}
         self.operations = {name: [registry.preprocessors.build(op) for op in d.preprocessing]
@@ -118,9 +118,7 @@ class GraphJob(AnalysisJob):
                 raise InputError(f"source {name!r}: {err}", node=name,
                                  field=f"sources.{name}", **err.details) from None
         self.known_schemas()
-        if self.job_dir.exists() and not self.resuming:
-            raise InputError(f"run directory {self.job_dir} already exists; choose another "
-                             "job_id or --run-dir", path=str(self.job_dir))
+        self._check_run_dir()
 
     def known_schemas(self) -> dict[str, pa.Schema | None]:
         """Each data node's schema where it follows from the sources' schemas known without
@@ -129,11 +127,12 @@ class GraphJob(AnalysisJob):
         spec = self.spec
         assert isinstance(spec, GraphSpec)
         known: dict[str, pa.Schema | None] = {}
+        sections = spec.nodes()
 
         def schema(name: str) -> pa.Schema | None:
             if name in known:
                 return known[name]
-            section = spec.nodes()[name]
+            section = sections[name]
             inputs = [schema(n) for n in spec.inputs(name)]
             out: pa.Schema | None = None
             if section == "sources":
@@ -156,7 +155,7 @@ class GraphJob(AnalysisJob):
             known[name] = out
             return out
 
-        for name, section in spec.nodes().items():
+        for name, section in sections.items():
             if section != "analyses":
                 schema(name)
                 continue
@@ -231,7 +230,7 @@ class GraphJob(AnalysisJob):
             >> task("preprocess", "join.broadcast.inputs", gs.broadcast_inputs, mode="driver")
             >> task("preprocess", "join", gs.broadcast_join, mode="map")
         )
-        shards = _shard_count()
+        shards = shard_count()
         sides = parallel(*(
             task("preprocess", f"join.{side}", partial(gs.shard_inputs, side=side),
                  mode="driver")
@@ -288,14 +287,6 @@ class GraphJob(AnalysisJob):
         record = self._record
         facts = steps.RunFacts(dict(record.data_stats), dict(record.metrics))
         return Partitions([outputs[n] for n in analyses]), Partitions(tables), layout, facts
-
-
-def _shard_count() -> int:
-    from raysight.job.flows import shard_count
-
-    return shard_count()
-
-
 
 
 def parse_any_spec(data: Any, source: str = "spec") -> Any:

@@ -10,8 +10,6 @@ from the analysis (or data node) it names.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +22,10 @@ from raysight.analyses.relational.shards import asof_shards, hash_shards
 from raysight.analyses.relational.strategy import choose_strategy
 from raysight.analyses.relational.union import union_schema, union_tables
 from raysight.engine.context import Partitions, StepContext
-from raysight.engine.failures import classify
-from raysight.errors import InputError, TransientError, WorkflowError
+from raysight.errors import InputError
+from raysight.job.steps import render_chart, write_export
 from raysight.plugins import AnalysisResult, AnalysisSection, Chart, Exporter, ReportContext
-from raysight.tables import portable, unify
+from raysight.tables import conform, portable, unify
 
 # ---------------------------------------------------------------------------------------------
 # joins
@@ -82,8 +80,6 @@ def small_side(planned: PlannedJoin) -> Partitions:
 
 def gather(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
     """One table of every partition of a side (moved once, then shared by every task)."""
-    from raysight.tables import conform
-
     return pa.concat_tables([conform(t, schema) for t in tables]) if tables \
         else schema.empty_table()
 
@@ -199,13 +195,10 @@ def make_graph_results(
     figures: dict[str, list[tuple[str, Any]]] = {name: [] for name in results}
     visualizations = []
     for i, (chart, name) in enumerate(charts):
-        title = getattr(chart.config, "title", "") or f"{chart.name} chart {i + 1}"
-        entry: dict[str, Any] = {"index": i, "type": chart.name, "title": title,
-                                 "analysis": name}
-        try:
-            figures[name].append((title, chart.render(results[name])))
-        except WorkflowError as err:
-            entry["error"] = str(err)
+        entry, figure = render_chart(i, chart, results[name])
+        entry["analysis"] = name
+        if figure is not None:
+            figures[name].append(figure)
         visualizations.append(entry)
     sections = [AnalysisSection(name, info["analysis_types"][name], result, figures[name],
                                 [v["error"] for v in visualizations
@@ -224,25 +217,14 @@ def make_graph_results(
             figures=figures.get(name, []), data_stats=facts.data_stats, metrics=facts.metrics,
             warnings=[v["error"] for v in visualizations if "error" in v],
             analyses=sections if exporter.name == "html" else [])
-        target = os.path.join(staging, relpath)
-        try:
-            problem = None if exporter.name == "html" else exporter.problem(result.table.schema)
-            if problem is not None:
-                raise InputError(problem)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            exporter.export(report, target)
-            outputs.append(relpath)
-            if name in per_analysis:
-                per_analysis[name].append(relpath)
-        except TransientError:
-            raise
-        except Exception as exc:  # one export that cannot be written spoils no other
-            failure = exc if isinstance(exc, WorkflowError) else classify(exc, "results")
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(target)
-            failed.append({**failure.to_dict(), "step": "results", "export": i,
-                           "format": exporter.name, "path": relpath,
-                           "message": f"export {relpath} ({exporter.name}): {failure}"})
+        problem = None if exporter.name == "html" else exporter.problem(result.table.schema)
+        error = write_export(i, exporter, relpath, report, problem, staging)
+        if error is not None:
+            failed.append(error)
+            continue
+        outputs.append(relpath)
+        if name in per_analysis:
+            per_analysis[name].append(relpath)
     return {
         "outputs": outputs,
         "export_errors": failed,

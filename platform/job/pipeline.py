@@ -69,12 +69,7 @@ class AnalysisJob:
         job_id: str | None = None,
         resume: bool = False,
     ) -> None:
-        self.spec = spec
-        self.job_id = job_id or render_job_id(spec.job_id)
-        self.run_root = Path(os.path.abspath(run_dir))  # normalised: no "jobs/../runs"
-        self.job_dir = self.run_root / self.job_id
-        self.staging = self.job_dir / STAGING
-        self.resuming = resume
+        self._locate(spec, run_dir, job_id, resume)
         self.connector = registry.connectors.build(absolute_source(spec.source))
         self.ops = [registry.preprocessors.build(op) for op in spec.preprocessing]
         self.kernel = registry.analyses.build(spec.analysis)
@@ -82,6 +77,16 @@ class AnalysisJob:
         self.exports = [(registry.exporters.build(e), export_path(e)) for e in spec.exports]
         self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
         self._record = self._new_record()
+
+    def _locate(self, spec: Any, run_dir: str | Path, job_id: str | None,
+                resume: bool) -> None:
+        """The job's spec, id and run directory (``<run_dir>/<job_id>``)."""
+        self.spec = spec
+        self.job_id = job_id or render_job_id(spec.job_id)
+        self.run_root = Path(os.path.abspath(run_dir))  # normalised: no "jobs/../runs"
+        self.job_dir = self.run_root / self.job_id
+        self.staging = self.job_dir / STAGING
+        self.resuming = resume
 
     @classmethod
     def resume(cls, job_id: str, run_dir: str | Path = "runs",
@@ -190,6 +195,10 @@ class AnalysisJob:
         """Checks of the user's input that need no Ray task: the source exists and the run
         directory is free. Nothing is written when they fail."""
         self.connector.check()
+        self._check_run_dir()
+
+    def _check_run_dir(self) -> None:
+        """A new run needs a run directory of its own."""
         if self.job_dir.exists() and not self.resuming:
             raise InputError(f"run directory {self.job_dir} already exists; choose another "
                              "job_id or --run-dir", path=str(self.job_dir))

@@ -201,12 +201,9 @@ def make_results(
     result = AnalysisResult(result.kind, portable(result.table), result.summary)
     figures, visualizations = [], []
     for i, chart in enumerate(charts):
-        title = getattr(chart.config, "title", "") or f"{chart.name} chart {i + 1}"
-        entry: dict[str, Any] = {"index": i, "type": chart.name, "title": title}
-        try:
-            figures.append((title, chart.render(result)))
-        except WorkflowError as err:
-            entry["error"] = str(err)
+        entry, figure = render_chart(i, chart, result)
+        if figure is not None:
+            figures.append(figure)
         visualizations.append(entry)
     report = ReportContext(
         job_id=ctx.job_id,
@@ -222,29 +219,11 @@ def make_results(
     problems = [exporter.problem(result.table.schema) for exporter, _ in exports]
     outputs, failed = [], []
     for i, ((exporter, relpath), problem) in enumerate(zip(exports, problems, strict=True)):
-        target = os.path.join(staging, relpath)
-        try:
-            if problem is not None:
-                raise InputError(problem)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            exporter.export(report, target)
+        error = write_export(i, exporter, relpath, report, problem, staging)
+        if error is None:
             outputs.append(relpath)
-        except TransientError:
-            raise  # storage that may come back: the step is retried as a whole
-        except Exception as exc:  # one export that cannot be written spoils no other
-            failure = exc if isinstance(exc, WorkflowError) else classify(exc, "results")
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(target)
-            failed.append(
-                {
-                    **failure.to_dict(),
-                    "step": "results",
-                    "export": i,
-                    "format": exporter.name,
-                    "path": relpath,
-                    "message": f"export {relpath} ({exporter.name}): {failure}",
-                }
-            )
+        else:
+            failed.append(error)
     return {
         "outputs": outputs,
         "export_errors": failed,
@@ -254,6 +233,47 @@ def make_results(
         "result_columns": result.table.column_names,
         "metrics": facts.metrics,
     }
+
+
+def render_chart(i: int, chart: Chart[Any], result: AnalysisResult
+                 ) -> tuple[dict[str, Any], tuple[str, Any] | None]:
+    """The entry of chart ``i`` in the result (an ``error`` when it cannot render ``result``)
+    and its (title, figure)."""
+    title = getattr(chart.config, "title", "") or f"{chart.name} chart {i + 1}"
+    entry: dict[str, Any] = {"index": i, "type": chart.name, "title": title}
+    try:
+        return entry, (title, chart.render(result))
+    except WorkflowError as err:
+        entry["error"] = str(err)
+        return entry, None
+
+
+def write_export(i: int, exporter: Exporter[Any], relpath: str, report: ReportContext,
+                 problem: str | None, staging: str) -> dict[str, Any] | None:
+    """Write export ``i`` into ``staging``; None, or the error entry of an export that could
+    not be written (nothing of it is left; it spoils no other). A transient error raises:
+    storage that may come back retries the step as a whole."""
+    target = os.path.join(staging, relpath)
+    try:
+        if problem is not None:
+            raise InputError(problem)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        exporter.export(report, target)
+        return None
+    except TransientError:
+        raise
+    except Exception as exc:
+        failure = exc if isinstance(exc, WorkflowError) else classify(exc, "results")
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(target)
+        return {
+            **failure.to_dict(),
+            "step": "results",
+            "export": i,
+            "format": exporter.name,
+            "path": relpath,
+            "message": f"export {relpath} ({exporter.name}): {failure}",
+        }
 
 
 # ---------------------------------------------------------------------------------------------
