@@ -62,26 +62,16 @@ class HtmlReportExporter(Exporter[HtmlReportConfig]):
         """The report as an HTML document (a string)."""
         if report.analyses:
             return self._render_sections(report)
-        title = self.config.title or f"{_label(report.analysis_type)} report"
-        return (
-            _environment()
-            .get_template(TEMPLATE)
-            .render(
-                title=title,
-                job_id=report.job_id,
-                user_id=report.user_id,
-                analysis_type=report.analysis_type,
-                generated_at=report.created_at.isoformat(timespec="seconds"),
-                warnings=report.warnings,
-                data_stats=_displayable(report.data_stats, "data_stats"),
-                metrics=_displayable(report.metrics, "metrics"),
-                main={
-                    "summary": _displayable(report.result.summary, "summary"),
-                    "figures": _figures(report.figures),
-                    **self._preview(report.result.table),
-                },
-                sections=[],
-            )
+        return _page(
+            report,
+            title=self.config.title or f"{_label(report.analysis_type)} report",
+            analysis_type=report.analysis_type,
+            main={
+                "summary": _displayable(report.result.summary, "summary"),
+                "figures": _figures(report.figures),
+                **self._preview(report.result.table),
+            },
+            sections=[],
         )
 
     def _render_sections(self, report: ReportContext) -> str:
@@ -107,20 +97,7 @@ class HtmlReportExporter(Exporter[HtmlReportConfig]):
             )
         count = len(report.analyses)
         title = self.config.title or f"Report of {count} analys{'is' if count == 1 else 'es'}"
-        return (
-            _environment()
-            .get_template(TEMPLATE)
-            .render(
-                title=title,
-                job_id=report.job_id,
-                user_id=report.user_id,
-                generated_at=report.created_at.isoformat(timespec="seconds"),
-                warnings=report.warnings,
-                data_stats=_displayable(report.data_stats, "data_stats"),
-                metrics=_displayable(report.metrics, "metrics"),
-                sections=sections,
-            )
-        )
+        return _page(report, title=title, sections=sections)
 
     def _preview(self, table: pa.Table) -> dict[str, Any]:
         """The first ``max_rows`` rows of a result table, as the template shows them."""
@@ -194,3 +171,16 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["cell"] = format_cell
     return env
+
+
+def _page(report: ReportContext, **parts: Any) -> str:
+    """The report template rendered with the job's facts and the page's own ``parts``."""
+    return _environment().get_template(TEMPLATE).render(
+        job_id=report.job_id,
+        user_id=report.user_id,
+        generated_at=report.created_at.isoformat(timespec="seconds"),
+        warnings=report.warnings,
+        data_stats=_displayable(report.data_stats, "data_stats"),
+        metrics=_displayable(report.metrics, "metrics"),
+        **parts,
+    )
