@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from conftest import job_tasks
+from test_fault_tolerance import mark, marks
 
 from raysight.debug.dag import dag_figure
 from raysight.debug.inspect import inspect_text
@@ -33,17 +33,6 @@ def run(flow, value=None, **ctx_kwargs):
     executor = Executor(default_retry=FAST, poll_s=0.05)
     out = executor.run(flow, ctx) if value is None else executor.run(flow, ctx, value)
     return fetch(out), ctx, events
-
-
-def mark(folder: str, name: str) -> None:
-    """Append a line to a file shared by the workers (they run in other processes)."""
-    with open(Path(folder) / "log.txt", "a", encoding="utf-8") as f:
-        f.write(name + "\n")
-
-
-def marks(folder: Path) -> list[str]:
-    path = folder / "log.txt"
-    return path.read_text().split() if path.exists() else []
 
 
 def counted(name: str, folder: str, fn=None):
