@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f"execution.combine_fan_in={args.fan_in}")
         spec = load_spec(ROOT / "examples" / "dbbench" / f"{question}.yaml", overrides)
         # the analyze steps exactly as a job plans them (fast path, tree combine or shuffle)
-        plan = AnalysisJob(spec).analyze_flow()
+        plan = AnalysisJob(spec).node_flow("analysis")
 
         def ours(plan: Step = plan, job: str = f"dbbench-{question}") -> object:
             return ray.get(executor.run(plan, RunContext(job), data)).table

@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dbbench_data  # noqa: E402
 from timing import best_of  # noqa: E402
 
-from raysight.job.graph_job import GraphJob  # noqa: E402
 from raysight.job.graph_spec import parse_graph_spec  # noqa: E402
 from raysight.job.pipeline import AnalysisJob  # noqa: E402
 from raysight.job.spec import parse_spec  # noqa: E402
@@ -67,7 +66,7 @@ def three(source: str, runs: Path) -> dict[str, float]:
             "version": 2, "execution": EXECUTION,
             "sources": {"data": {"type": "file", "path": source}},
             "analyses": {name: {"from": "data", **a} for name, a in ANALYSES.items()}})
-        run(GraphJob(spec, run_dir=runs))
+        run(AnalysisJob(spec, run_dir=runs))
 
     def separate() -> None:
         for analysis in ANALYSES.values():
@@ -90,7 +89,7 @@ def join(fact: str, dim: str, runs: Path) -> dict[str, float]:
                                       "group_by": ["group"], "sort": False,
                                       "metrics": [{"column": "v1", "function": "sum",
                                                    "alias": "v1"}]}}})
-        run(GraphJob(spec, run_dir=runs))
+        run(AnalysisJob(spec, run_dir=runs))
 
     def polars() -> None:
         facts = pl.read_parquet(f"{fact}/*.parquet")

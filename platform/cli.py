@@ -99,13 +99,14 @@ def main(argv: list[str] | None = None) -> int:
             from raysight.job.pipeline import AnalysisJob
 
             return _run(AnalysisJob.resume(args.job_id, args.run_dir, args.overrides), args)
-        from raysight.job.graph_job import job_for, load_any_spec
+        from raysight.job.graph_spec import load_graph_spec
+        from raysight.job.pipeline import AnalysisJob
 
-        spec = load_any_spec(args.spec, args.overrides)
+        spec = load_graph_spec(args.spec, args.overrides)
         if args.command == "validate":
             print(f"{args.spec}: valid ({_described(spec)})")
             return EXIT_OK
-        return _run(job_for(spec, run_dir=args.run_dir), args)
+        return _run(AnalysisJob(spec, run_dir=args.run_dir), args)
     except InputError as err:
         print(f"raysight: error: {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -155,50 +156,52 @@ def _inspect(args: argparse.Namespace) -> int:
         plan = None
         spec_file = run_dir / "spec.json"
         if spec_file.exists():  # the plan is rebuilt from the spec the job ran with
-            from raysight.job.graph_job import job_for, parse_any_spec
+            from raysight.job.graph_spec import parse_graph_spec
+            from raysight.job.pipeline import AnalysisJob
 
-            spec = parse_any_spec(json.loads(spec_file.read_text(encoding="utf-8")),
-                                  str(spec_file))
-            plan = job_for(spec, run_dir=args.run_dir, job_id=args.job_id).workflow()
+            spec = parse_graph_spec(json.loads(spec_file.read_text(encoding="utf-8")),
+                                    str(spec_file))
+            plan = AnalysisJob(spec, run_dir=args.run_dir, job_id=args.job_id).workflow()
         for name in write_debug_views(run_dir, plan, result):
             print(f"wrote     {run_dir / name}")
     return EXIT_OK
 
 
+_SINGULAR = {"sources": "source", "datasets": "dataset", "joins": "join", "unions": "union",
+             "analyses": "analysis"}
+
+
 def _described(spec: Any) -> str:
-    """What a validated spec holds, in a few words."""
-    if getattr(spec, "version", 1) != 2:
-        return f"{spec.analysis.type} job, source {spec.source.type}"
-    counts = [(len(getattr(spec, section)), section) for section in
-              ("sources", "datasets", "joins", "unions", "analyses")]
-    nodes = ", ".join(f"{n} {section if n != 1 else section.removesuffix('s')}"
+    """What a validated spec holds, in a few words: ``job graph: 2 sources, 1 join,
+    1 analysis (aggregation)``."""
+    counts = [(len(getattr(spec, section)), section) for section in _SINGULAR]
+    nodes = ", ".join(f"{n} {section if n != 1 else _SINGULAR[section]}"
                       for n, section in counts if n)
-    return f"job graph: {nodes}"
+    kinds = sorted({a.type for a in spec.analyses.values()})
+    return f"job graph: {nodes} ({', '.join(kinds)})"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 def _print_summary(result: Any) -> None:
-    rows = result.data_stats.get("row_count")
     print(f"job       {result.job_id}")
     print(f"state     {result.state}  ({result.execution_time_s:.2f} s)")
-    if rows is not None:
-        produced = result.metrics.get("result_rows")
-        print(f"rows      {rows} loaded in {result.data_stats.get('partitions')} partition(s)"
-              + ("" if produced is None else f", {int(produced)} result rows"))
-    if rows is None and result.data_stats:  # a job graph: per source
-        loaded = ", ".join(f"{name} {stats.get('row_count', 0):,} "
-                           f"({stats.get('partitions')} partition(s))"
-                           for name, stats in result.data_stats.items() if isinstance(stats, dict))
-        print(f"rows      {loaded}")
+    for name, stats in result.data_stats.items():
+        print(f"loaded    {name}: {_plural(stats.get('row_count', 0), 'row')} in "
+              f"{_plural(stats.get('partitions', 0), 'partition')}")
     for name, analysis in result.analyses.items():
         print(f"analysis  {name} ({analysis['type']} of {analysis['from']}): "
-              f"{analysis['rows']} rows")
+              f"{_plural(analysis['rows'], 'row')}")
     print(f"run dir   {result.run_dir}")
     for path in result.outputs:
         print(f"output    {path}")
     for warning in result.warnings:
         print(f"warning   {warning}")
     for error in result.errors:
-        print(f"error     [{error.get('category')}] {error.get('message')}")
+        where = f"in {error['step']}: " if error.get("step") else ""
+        print(f"error     [{error.get('category')}] {where}{error.get('message')}")
 
 
 class _Progress:

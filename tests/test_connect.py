@@ -218,7 +218,7 @@ address, entrypoint, events = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 client = JobSubmissionClient(address)
 submission = client.submit_job(entrypoint=entrypoint)
 deadline = time.monotonic() + 120
-while not (events.exists() and '"step": "analyze"' in events.read_text()):
+while not (events.exists() and '"step": "analysis/analyze"' in events.read_text()):
     status = client.get_job_status(submission)
     if status in (JobStatus.FAILED, JobStatus.SUCCEEDED) or time.monotonic() > deadline:
         sys.exit(f"the job never reached analyze ({status}): {client.get_job_logs(submission)}")

@@ -461,7 +461,6 @@ def test_the_pipeline_dag_labels_each_when_with_its_condition_to_run():
     text = to_mermaid(AnalysisJob(spec, job_id="dag").workflow())
     labels = {label for label in mermaid_nodes(text).values() if label.startswith("when")}
     assert labels == {"when: the partitions differ in schema",
-                      "when: the spec has preprocessing operations",
                       "when: the spec has notifications"}
 
 

@@ -13,7 +13,9 @@ from conftest import EXAMPLES, REPO_ROOT
 from polars.testing import assert_frame_equal
 
 from raysight import registry
-from raysight.job.graph_job import job_for, load_any_spec
+from raysight.job.graph_spec import load_graph_spec
+from raysight.job.pipeline import AnalysisJob
+from raysight.job.spec import read_spec_file
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -29,7 +31,8 @@ def results(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(REPO_ROOT)
         for name in SPECS:
-            out[name] = job_for(load_any_spec(Path("examples") / name), run_dir=runs).run()
+            out[name] = AnalysisJob(load_graph_spec(Path("examples") / name),
+                                    run_dir=runs).run()
     return out
 
 
@@ -43,17 +46,14 @@ def test_the_example_completes_with_every_output_and_no_warning(results, name):
     result = results[name]
     assert result.state == "COMPLETED", result.errors
     assert result.warnings == []
-    spec = load_any_spec(EXAMPLES / name)
+    spec = load_graph_spec(EXAMPLES / name)
     assert len(result.outputs) == len(spec.exports)
     for output in result.outputs:
         assert (Path(result.run_dir) / output).stat().st_size > 0
 
 
 def analysis_types(name: str) -> set[str]:
-    spec = load_any_spec(EXAMPLES / name)
-    if spec.version == 2:
-        return {a.type for a in spec.analyses.values()}
-    return {spec.analysis.type}
+    return {a.type for a in load_graph_spec(EXAMPLES / name).analyses.values()}
 
 
 def test_every_kind_of_analysis_has_an_example():
@@ -126,32 +126,18 @@ def test_the_category_words_equal_polars(results):
     assert ours.to_dicts() == expected.to_dicts()
 
 
-VERSION_1 = [name for name in SPECS if load_any_spec(EXAMPLES / name).version == 1]
-
-
-@pytest.fixture(scope="module")
-def as_graphs(tmp_path_factory):
-    """Each version 1 example run as its one-analysis job graph (the migration to come)."""
-    from raysight.job.graph_job import GraphJob, parse_any_spec
-    from raysight.job.graph_spec import as_graph
-    from raysight.job.spec import read_spec_file
-
-    runs = tmp_path_factory.mktemp("as-graphs")
-    out = {}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(REPO_ROOT)
-        for name in VERSION_1:
-            data = as_graph(read_spec_file(Path("examples") / name))
-            out[name] = GraphJob(parse_any_spec(data), run_dir=runs).run()
-    return out
+VERSION_1 = [name for name in SPECS if read_spec_file(EXAMPLES / name).get("version", 1) == 1]
 
 
 @pytest.mark.parametrize("name", VERSION_1)
-def test_a_version_1_example_run_as_a_graph_gives_the_same_answers(results, as_graphs, name):
-    v1, graph = results[name], as_graphs[name]
-    assert graph.state == v1.state == "COMPLETED", graph.errors
-    assert sorted(graph.outputs) == sorted(v1.outputs)
-    for output in v1.outputs:
-        if output.endswith((".parquet", ".csv")):
-            assert_frame_equal(table_of(graph, output), table_of(v1, output))
-    assert graph.analyses["analysis"]["summary"] == v1.summary
+def test_a_version_1_example_runs_as_its_one_analysis_graph(results, name):
+    data = read_spec_file(EXAMPLES / name)
+    result = results[name]
+    nodes = {"source": "load", "analysis": "analyze"}
+    if data.get("preprocessing"):
+        nodes["data"] = "preprocess"
+    assert set(result.data_stats) == {"source"}
+    assert set(result.analyses) == {"analysis"}
+    assert result.summary == result.analyses["analysis"]["summary"]
+    for node, step in nodes.items():
+        assert f"{node}/{step}" in result.execution_path

@@ -25,6 +25,7 @@ from raysight.engine.executor import Executor, fetch
 from raysight.engine.retry import Fixed, RetryPolicy
 from raysight.engine.workflow import step
 from raysight.errors import PermanentError, StepTimeout
+from raysight.job.graph_spec import parse_graph_spec
 from raysight.job.pipeline import AnalysisJob
 from raysight.job.spec import parse_spec
 
@@ -256,7 +257,7 @@ def test_a_worker_killed_with_sigkill_does_not_stop_the_job(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed:
             for task in list_tasks(address=state_address(),
-                                   filters=[("name", "=", "kill-worker/analyze.combine")],
+                                   filters=[("name", "=", "kill-worker/analysis/analyze.combine")],
                                    detail=True, raise_on_missing_output=False):
                 if task.state == "RUNNING" and task.worker_pid:
                     os.kill(task.worker_pid, signal.SIGKILL)
@@ -298,7 +299,7 @@ def start_slow_driver(runs: Path, spec_dir: Path, job_id: str) -> subprocess.Pop
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         started = [e for e in events_in(runs / job_id) if e["event_type"] == "step_started"]
-        if any(e["step"] == "analyze" for e in started):
+        if any(e["step"] == "analysis/analyze" for e in started):
             return driver
         assert driver.poll() is None, "the driver ended before it could be stopped"
         time.sleep(0.2)
@@ -348,14 +349,15 @@ def test_a_driver_killed_with_sigkill_is_finished_by_resume(killed_driver):
     after = events_in(run_dir)[killed_driver["before"]:]
     restored = [e["step"] for e in after if e["event_type"] == "step_restored"]
     started = [e["step"] for e in after if e["event_type"] == "step_started"]
-    assert {"load.plan", "load", "preprocess"} <= set(restored)
-    assert "load" not in started and "preprocess" not in started
-    assert "analyze" in started
+    assert {"source/load.plan", "source/load", "data/preprocess"} <= set(restored)
+    assert "source/load" not in started and "data/preprocess" not in started
+    assert "analysis/analyze" in started
     assert json.loads((run_dir / "result.json").read_text())["state"] == "COMPLETED"
     assert pq.read_table(run_dir / "result.parquet").equals(
         pq.read_table(runs / "expected" / "result.parquet"))
     manifest = CheckpointStore(str(run_dir / "checkpoints")).manifest()
-    assert {"load", "preprocess", "analyze", "analyze.combine"} <= {
+    assert {"source/load", "data/preprocess", "analysis/analyze",
+            "analysis/analyze.combine"} <= {
         e["step"] for e in manifest["steps"].values()}
 
 
@@ -363,7 +365,7 @@ def test_inspect_of_a_running_job_says_running_and_names_its_step(killed_driver)
     code, out = killed_driver["while_running"]
     assert code == 0, out
     assert "Job killed: RUNNING" in out
-    assert "running: analyze" in out
+    assert "running: analysis/analyze" in out
     assert "Traceback" not in out
 
 
@@ -372,14 +374,14 @@ def test_inspect_of_a_killed_driver_says_interrupted_what_is_done_and_where_it_s
     code, out = killed_driver["after_kill"]
     assert code == 0, out
     assert "Job killed: INTERRUPTED" in out
-    assert "stopped in: analyze" in out
+    assert "stopped in: analysis/analyze" in out
     steps = {line.split()[0]: line.split()[1] for line in out.splitlines()
              if line.startswith("  ") and len(line.split()) > 1
              and line.split()[1] in ("succeeded", "running")}
-    assert steps["load"] == "succeeded" and steps["preprocess"] == "succeeded"
-    assert steps["analyze"] == "running"
+    assert steps["source/load"] == "succeeded" and steps["data/preprocess"] == "succeeded"
+    assert steps["analysis/analyze"] == "running"
     checkpointed = next(line for line in out.splitlines() if "checkpointed:" in line)
-    assert "load" in checkpointed and "preprocess" in checkpointed
+    assert "source/load" in checkpointed and "data/preprocess" in checkpointed
     assert "raysight resume killed" in out
     assert killed_driver["views"] == ["dag.mmd", "timeline.html"]
 
@@ -408,7 +410,7 @@ def test_a_stop_signal_cancels_the_job_records_it_and_resume_finishes_it(tmp_pat
     result = json.loads((run_dir / "result.json").read_text())
     assert result["state"] == "CANCELED"
     (error,) = result["errors"]
-    assert error["category"] == "cancelled" and error["step"] == "analyze"
+    assert error["category"] == "cancelled" and error["step"] == "analysis/analyze"
     (cancelled,) = [e for e in events_in(run_dir) if e["event_type"] == "job_cancelled"]
     assert cancelled["data"]["signal"] == signum.name
     assert not (run_dir / "result.parquet").exists()
@@ -443,5 +445,5 @@ def test_a_spec_newer_than_raysight_is_refused():
     from raysight.job.spec import SpecError
 
     with pytest.raises(SpecError, match="newer than this raysight"):
-        parse_spec({"version": 9, "source": {"type": "file", "path": "x.csv"},
-                    "analysis": {"type": "descriptive"}})
+        parse_graph_spec({"version": 9, "source": {"type": "file", "path": "x.csv"},
+                          "analysis": {"type": "descriptive"}})

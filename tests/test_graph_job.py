@@ -1,4 +1,4 @@
-"""Specification of job graphs run end to end (raysight.job.graph_job): sources, datasets,
+"""Specification of job graphs run end to end (raysight.job.pipeline): sources, datasets,
 joins, unions and several analyses in one job, as one graph of Ray tasks."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from conftest import job_tasks
 from polars.testing import assert_frame_equal
 
 from raysight.cli import main
-from raysight.job.graph_job import GraphJob
 from raysight.job.graph_spec import parse_graph_spec
+from raysight.job.pipeline import AnalysisJob
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 
@@ -41,8 +41,8 @@ def parts(folder: Path, df: pl.DataFrame, count: int = 4) -> str:
     return str(folder)
 
 
-def run_graph(tmp_path: Path, data: dict) -> tuple[GraphJob, object]:
-    job = GraphJob(parse_graph_spec(data), run_dir=tmp_path / "runs")
+def run_graph(tmp_path: Path, data: dict) -> tuple[AnalysisJob, object]:
+    job = AnalysisJob(parse_graph_spec(data), run_dir=tmp_path / "runs")
     return job, job.run()
 
 
@@ -374,7 +374,7 @@ def test_a_job_built_in_python_runs_like_its_yaml_form(tmp_path):
     enriched.analyze("by_region", type="aggregation", group_by=["region"],
                      metrics=[{"function": "count", "alias": "n"}])
     job.export("by_region", format="parquet", path="by_region.parquet")
-    result = GraphJob(job.spec(), run_dir=tmp_path / "runs").run()
+    result = AnalysisJob(job.spec(), run_dir=tmp_path / "runs").run()
     assert result.state == "COMPLETED", result.errors
     expected = polars_join("inner").group_by("region").agg(pl.len().alias("n"))
     same_rows(exported(result, "by_region.parquet"), expected)

@@ -42,7 +42,8 @@ def test_one_trace_per_job_with_a_child_span_per_step(tmp_path):
     spans = exporter.get_finished_spans()
     (root,) = [s for s in spans if s.name == "job traced"]
     children = [s for s in spans if s is not root]
-    assert {s.name for s in children} >= {"load.plan", "load", "analyze", "results"}
+    assert {s.name for s in children} >= {"source/load.plan", "source/load",
+                                          "analysis/analyze", "results"}
     assert all(s.parent is not None and s.parent.span_id == root.context.span_id
                for s in children)
     assert len({s.context.trace_id for s in spans}) == 1
@@ -57,7 +58,7 @@ def test_the_audit_log_records_who_did_what(tmp_path):
              .read_text().splitlines()]
     assert [x["action"] for x in lines] == ["job_submitted", "step_retried", "job_completed"]
     assert {x["user_id"] for x in lines} == {"analyst_7"}
-    assert lines[1]["details"]["step"] == "analyze"
+    assert lines[1]["details"]["step"] == "analysis/analyze"
 
 
 def test_step_metrics_reach_rays_prometheus_endpoint(tmp_path):
@@ -75,4 +76,4 @@ def test_step_metrics_reach_rays_prometheus_endpoint(tmp_path):
     lines = [x for x in text.splitlines() if x.startswith("ray_raysight_steps_succeeded_total")
              and 'job_id="metered"' in x]
     assert lines, "raysight step metrics did not appear on the metrics endpoint"
-    assert any('step="analyze"' in x for x in lines)
+    assert any('step="analysis/analyze"' in x for x in lines)

@@ -130,12 +130,12 @@ def test_four_files_run_as_four_parallel_tasks_plus_a_combine_with_the_same_answ
                     preprocessing=[{"op": "filter_rows", "condition": "quantity >= 1"}])
     _, result = run_job(tmp_path, spec)
     assert result.state == "COMPLETED", result.errors
-    assert result.data_stats["partitions"] == 4
+    assert result.data_stats["source"]["partitions"] == 4
     names = sorted(t.name for t in job_tasks("four-files", expect=15))
-    assert names.count("four-files/load") == 4
-    assert names.count("four-files/preprocess") == 4
-    assert names.count("four-files/analyze") == 4
-    assert names.count("four-files/analyze.combine") == 1
+    assert names.count("four-files/source/load") == 4
+    assert names.count("four-files/data/preprocess") == 4
+    assert names.count("four-files/analysis/analyze") == 4
+    assert names.count("four-files/analysis/analyze.combine") == 1
     single = job_spec(preprocessing=[{"op": "filter_rows", "condition": "quantity >= 1"}],
                       job_id="one-file")
     _, one = run_job(tmp_path, single)
@@ -159,7 +159,8 @@ def test_every_ray_task_of_a_job_is_named_job_slash_step(tmp_path):
     assert during, "the job ran no Ray task"
     assert all(t.name.startswith("named-job/") for t in during), [t.name for t in during]
     steps = {t.name.split("/", 1)[1] for t in during}
-    assert {"load.plan", "load", "preprocess", "analyze", "results"} <= steps
+    assert {"source/load.plan", "source/load", "data/preprocess", "analysis/analyze",
+            "results"} <= steps
 
 
 def test_a_transient_error_twice_then_success_completes_with_two_task_retry_events(tmp_path):
@@ -169,7 +170,7 @@ def test_a_transient_error_twice_then_success_completes_with_two_task_retry_even
     assert result.state == "COMPLETED", result.errors
     retries = [e for e in events_of(result) if e["event_type"] == "task_retry"]
     assert [e["data"]["retry_count"] for e in retries] == [1, 2]
-    assert {e["data"]["task"] for e in retries} == {"analyze"}
+    assert {e["data"]["task"] for e in retries} == {"analysis/analyze"}
     assert retries[0]["data"]["max_retries"] == 2
 
 
@@ -181,7 +182,7 @@ def test_a_permanent_error_fails_at_once_with_job_failed(tmp_path):
     kinds = [e["event_type"] for e in events_of(result)]
     assert "task_retry" not in kinds
     failed = [e for e in events_of(result) if e["event_type"] == "job_failed"]
-    assert len(failed) == 1 and failed[0]["data"]["task"] == "analyze"
+    assert len(failed) == 1 and failed[0]["data"]["task"] == "analysis/analyze"
     assert result.errors[0]["category"] == "permanent"
 
 
@@ -193,7 +194,7 @@ def test_a_step_over_its_timeout_is_cancelled_and_the_job_fails_with_a_timeout(t
     assert result.state == "FAILED"
     assert result.errors[0]["category"] == "timeout"
     assert result.execution_time_s < 30
-    analyze = [t for t in job_tasks("slow-job", expect=3) if t.name == "slow-job/analyze"]
+    analyze = [t for t in job_tasks("slow-job", expect=3) if t.name == "slow-job/analysis/analyze"]
     assert [t.state for t in analyze] == ["FAILED"]
 
 
@@ -375,16 +376,17 @@ def test_a_job_over_64_partitions_combines_as_a_tree_with_the_answer_of_one_part
     one = job_spec(job_id="tree-1")
     _, a = run_job(tmp_path, many)
     _, b = run_job(tmp_path, one)
-    assert a.state == b.state == "COMPLETED" and a.data_stats["partitions"] == 64
+    assert a.state == b.state == "COMPLETED" and a.data_stats["source"]["partitions"] == 64
     assert_frame_equal(read_result(a), read_result(b), check_exact=False, rel_tol=1e-9)
     # load.plan, 64 loads, 64 partial states, 8 merges, the combine and the results
     tasks = job_tasks("tree-64", expect=1 + 64 + 64 + 8 + 1 + 1)
-    merges = [t for t in tasks if t.name == "tree-64/analyze.merge"]
-    combines = [t for t in tasks if t.name == "tree-64/analyze.combine"]
+    merges = [t for t in tasks if t.name == "tree-64/analysis/analyze.merge"]
+    combines = [t for t in tasks if t.name == "tree-64/analysis/analyze.combine"]
     # 64 partial states -> 8 merge tasks of 8 -> one combine of 8: none receives more than 8
     assert len(merges) == 8 and len(combines) == 1
     inputs = [
-        int(v) for k, v in a.trace["attributes"].items() if k.startswith("analyze.merge.inputs")
+        int(v) for k, v in a.trace["attributes"].items()
+        if k.startswith("analysis/analyze.merge.inputs")
     ]
     assert inputs == [8] * 8
 
@@ -404,7 +406,8 @@ def test_a_descriptive_job_merged_as_a_tree_equals_pandas_on_the_whole_table(tmp
     )
     _, result = run_job(tmp_path, spec)
     assert result.state == "COMPLETED", result.errors
-    assert result.trace["attributes"]["analyze.merge.levels"] == "1"  # 12 -> 3 merges -> combine
+    # 12 -> 3 merges -> combine
+    assert result.trace["attributes"]["analysis/analyze.merge.levels"] == "1"
     stats = read_result(result).to_pandas().set_index("column")
     reference = df.select("amount", "quantity").to_pandas()
     for column in ("amount", "quantity"):

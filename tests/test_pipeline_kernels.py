@@ -34,7 +34,7 @@ def in_process(spec) -> pl.DataFrame:
 def distributed(spec, tmp_path: Path) -> pl.DataFrame:
     result = AnalysisJob(spec, run_dir=tmp_path).run()
     assert result.state == "COMPLETED", result.errors
-    assert result.data_stats["partitions"] == 4
+    assert result.data_stats["source"]["partitions"] == 4
     return pl.read_parquet(Path(result.run_dir) / "out.parquet")
 
 
@@ -97,9 +97,9 @@ def test_holistic_metrics_shuffle_rows_by_key_across_ray_tasks(tmp_path):
                        "exports": [{"format": "parquet", "path": "out.parquet"}]})
     distributed(spec, tmp_path)
     names = [t.name for t in job_tasks("shuffled", expect=11)]
-    assert names.count("shuffled/analyze.shuffle") == 4  # one hash split per partition
-    assert names.count("shuffled/analyze") == 2  # one exact reduce per shard (2 CPUs)
-    assert names.count("shuffled/analyze.combine") == 1
+    assert names.count("shuffled/analysis/analyze.shuffle") == 4  # one hash split per partition
+    assert names.count("shuffled/analysis/analyze") == 2  # one exact reduce per shard (2 CPUs)
+    assert names.count("shuffled/analysis/analyze.combine") == 1
 
 
 def test_db_benchmark_questions_through_the_pipeline_equal_duckdb(tmp_path):
@@ -129,5 +129,5 @@ def test_db_benchmark_questions_through_the_pipeline_equal_duckdb(tmp_path):
 def distributed_any(spec, tmp_path: Path) -> pl.DataFrame:
     result = AnalysisJob(spec, run_dir=tmp_path).run()
     assert result.state == "COMPLETED", result.errors
-    assert result.data_stats["partitions"] == 4
+    assert result.data_stats["source"]["partitions"] == 4
     return pl.read_parquet(Path(result.run_dir) / "out.parquet")

@@ -116,6 +116,13 @@ class Job:
         """The validated spec (SpecError naming every bad field, as for a file)."""
         return parse_graph_spec(self.to_dict(), f"job {self.job_id or '(unnamed)'}")
 
+    def run(self, run_dir: str = "runs", job_id: str | None = None) -> Any:
+        """Validate the job and run it to a terminal state: its JobResult (see
+        :meth:`raysight.job.pipeline.AnalysisJob.run`)."""
+        from raysight.job.pipeline import AnalysisJob
+
+        return AnalysisJob(self.spec(), run_dir=run_dir, job_id=job_id).run()
+
     def _add(self, section: str, name: str, config: dict[str, Any]) -> Node:
         for other, nodes in self._sections.items():
             if name in nodes:

@@ -1,5 +1,5 @@
-"""The step flows a job is planned from, one per kind of work: loading a source,
-preprocessing, analyzing. A version 1 job chains them once; a job graph plans one per node.
+"""The step flows a job is planned from, one per kind of node: loading a source,
+preprocessing a dataset, joining, concatenating (a union), analyzing.
 
 Each flow takes a ``task`` factory, ``task(stage, name, fn, mode="apply", **hooks)``, that
 gives a step the resources, retry policy and timeout the spec sets for its pipeline stage
@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import ray
 
 from raysight.engine.workflow import Pass, Step, Task, branch, parallel
+from raysight.job import graph_steps as gs
 from raysight.job import steps
 from raysight.plugins import Analysis, Connector, Preprocessor
 
@@ -106,6 +107,47 @@ def _analyze_partitions(task: TaskFactory, kernel: Analysis[Any], fan_in: int,
         )
     return flow >> task("analyze", "analyze.combine",
                         partial(steps.analyze_combine, kernel=kernel), on_success=on_analyzed)
+
+
+def join_flow(task: TaskFactory, config: Any, node: str) -> Step:
+    """Plan the join from its sides' schemas and sizes, then either gather the small side
+    once and join every partition of the other with it (broadcast), or hash both sides by
+    key into the same shards and join shard by shard (shuffle)."""
+    planned = task("preprocess", "join.plan",
+                   partial(gs.plan_join_step, config=config, node=node), mode="driver")
+    broadcast = (
+        parallel(Pass(), task("preprocess", "join.small", gs.gather_inputs, mode="driver")
+                 >> task("preprocess", "join.gather", gs.gather))
+        >> task("preprocess", "join.broadcast.inputs", gs.broadcast_inputs, mode="driver")
+        >> task("preprocess", "join", gs.broadcast_join, mode="map")
+    )
+    shards = shard_count()
+    sides = parallel(*(
+        task("preprocess", f"join.{side}", partial(gs.shard_inputs, side=side),
+             mode="driver")
+        >> task("preprocess", f"join.shard.{side}", partial(gs.shard_side, shards=shards),
+                mode="map").with_checkpoint(False).replace_shards(shards)
+        for side in ("left", "right")
+    ))
+    shuffle = (
+        parallel(Pass(), sides)
+        >> task("preprocess", "join.pairs", gs.shard_pairs, mode="driver")
+        >> task("preprocess", "join", gs.join_pair, mode="map")
+    )
+    return planned >> branch(gs.is_broadcast, broadcast, shuffle)
+
+
+def union_flow(task: TaskFactory, config: Any, node: str) -> Step:
+    """Conform every input partition to the unified schema; a distinct union gathers its
+    rows into one partition to drop the duplicates."""
+    if config.distinct:
+        return task("preprocess", "union.schema",
+                    partial(gs.union_distinct_inputs, config=config, node=node),
+                    mode="driver") >> task("preprocess", "union", gs.union_distinct,
+                                           mode="map")
+    return task("preprocess", "union.schema",
+                partial(gs.union_inputs, config=config, node=node), mode="driver") \
+        >> task("preprocess", "union", gs.union_partition, mode="map")
 
 
 def shard_count() -> int:

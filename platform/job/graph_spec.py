@@ -41,6 +41,7 @@ import difflib
 import functools
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
@@ -58,13 +59,19 @@ from raysight.analyses.aliases import CustomForm, resolve_custom
 from raysight.analyses.relational.config import JoinConfig, UnionConfig
 from raysight.engine.graph import find_cycle
 from raysight.job.spec import (
+    MIGRATIONS,
+    SPEC_VERSION,
     AcceptsCustomForm,
     JobCommon,
     SpecError,
+    _loc,
     _Strict,
     check_chart_columns,
     format_errors,
     migrate,
+    migration,
+    parse_spec,
+    read_spec_file,
     union_of,
 )
 from raysight.plugins import PluginConfig
@@ -304,16 +311,31 @@ def graph_json_schema() -> dict[str, Any]:
 
 
 def parse_graph_spec(data: Any, source: str = "spec") -> GraphSpec:
-    """Validate a version 2 spec dict (a version 1 spec is read as its one-node graph);
-    raises SpecError naming every bad field."""
+    """Validate a job spec dict of any version into its graph: an older spec is first
+    validated as what it is (its errors name its own fields: ``analysis.group_by``), then
+    migrated to version 2. Raises SpecError naming every bad field."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
-    if data.get("version", 1) != GRAPH_VERSION:
-        data = as_graph(migrate(data, source))
+    version = data.get("version", SPEC_VERSION)
+    if isinstance(version, int) and version > GRAPH_VERSION:
+        raise SpecError(f"{source}: spec version {version} is newer than this raysight "
+                        f"understands (up to {GRAPH_VERSION}); upgrade raysight")
+    if version != GRAPH_VERSION:
+        data = migrate(data, source)
+        parse_spec(data, source)
+        data = MIGRATIONS[SPEC_VERSION](data)
     try:
         return graph_spec_model().model_validate(data)
     except ValidationError as err:
-        raise SpecError(f"{source}: invalid job spec\n" + format_errors(err, data)) from None
+        raise SpecError(f"{source}: invalid job spec\n" + format_errors(err, data),
+                        errors=[_loc(e["loc"], data) for e in err.errors()]) from None
+
+
+def load_graph_spec(path: str | Path,
+                    overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:
+    """A YAML or JSON spec file of any version, validated into its graph (see
+    :func:`parse_graph_spec`); ``overrides`` are ``key.path=value`` items."""
+    return parse_graph_spec(read_spec_file(path, overrides), str(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -321,12 +343,16 @@ def parse_graph_spec(data: Any, source: str = "spec") -> GraphSpec:
 
 #: the node names a version 1 spec gets as a graph
 V1_SOURCE, V1_DATASET, V1_ANALYSIS = "source", "data", "analysis"
+#: the node that runs a version 1 step, by the step's stage (``analyze.shuffle`` is analyze's)
+V1_STEP_NODES = {"load": V1_SOURCE, "preprocess": V1_DATASET, "analyze": V1_ANALYSIS}
 
 
+@migration(SPEC_VERSION)
 def as_graph(data: dict[str, Any]) -> dict[str, Any]:
     """A version 1 spec dict as its version 2 graph: the source becomes node ``source``, its
     preprocessing (if any) dataset ``data``, its analysis node ``analysis``; charts and
-    exports keep reading the one analysis."""
+    exports keep reading the one analysis. Injected faults name their step as the graph
+    does (``analyze`` becomes ``analysis/analyze``)."""
     out = {k: v for k, v in data.items()
            if k not in ("version", "source", "preprocessing", "analysis")}
     out["version"] = GRAPH_VERSION
@@ -339,7 +365,19 @@ def as_graph(data: dict[str, Any]) -> dict[str, Any]:
     analysis = data.get("analysis")
     out["analyses"] = {V1_ANALYSIS: {"from": feeds, **analysis}
                        if isinstance(analysis, dict) else analysis}
+    execution = out.get("execution")
+    if isinstance(execution, dict) and isinstance(execution.get("faults"), list):
+        out["execution"] = {**execution, "faults": [_graph_fault(f)
+                                                    for f in execution["faults"]]}
     return out
+
+
+def _graph_fault(fault: Any) -> Any:
+    step = fault.get("step") if isinstance(fault, dict) else None
+    if not isinstance(step, str):
+        return fault
+    node = V1_STEP_NODES.get(step.split(".")[0])
+    return fault if node is None else {**fault, "step": f"{node}/{step}"}
 
 
 __all__ = [
@@ -348,5 +386,6 @@ __all__ = [
     "as_graph",
     "graph_json_schema",
     "graph_spec_model",
+    "load_graph_spec",
     "parse_graph_spec",
 ]

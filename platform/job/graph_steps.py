@@ -225,7 +225,7 @@ def make_graph_results(
         outputs.append(relpath)
         if name in per_analysis:
             per_analysis[name].append(relpath)
-    return {
+    manifest = {
         "outputs": outputs,
         "export_errors": failed,
         "visualizations": visualizations,
@@ -235,3 +235,8 @@ def make_graph_results(
                      for name, r in results.items()},
         "metrics": facts.metrics,
     }
+    if len(results) == 1:  # the job's result is its one analysis's
+        (only,) = results.values()
+        manifest.update(summary=only.summary, result_rows=only.table.num_rows,
+                        result_columns=only.table.column_names)
+    return manifest

@@ -1,9 +1,20 @@
-"""The analysis pipeline: load → preprocess → analyze → results → notify → complete.
+"""The analysis job: a graph of named nodes, then results → notify → complete.
 
-:class:`AnalysisJob` turns a validated job spec into a workflow of Ray tasks and runs it. Data
-between steps is a partitioned table: one ObjectRef of an Arrow table per partition. Exports are
-written to a staging folder and moved into the run directory only when the job completes, so a
-failed job leaves no partial output files.
+:class:`AnalysisJob` plans a validated job spec (a version 1 spec through its migration to a
+one-node-per-stage graph) as one engine graph of Ray tasks and runs it. Each node is the flow
+of its kind (:mod:`raysight.job.flows`): a source loads (``<node>/load`` ...), a dataset
+preprocesses, a join plans and then broadcasts or shuffles, a union conforms its inputs, an
+analysis analyzes. A node starts when its inputs are done, independent nodes run
+concurrently, a node read by several others runs once, and its Ray tasks are named
+``<job_id>/<node>/<step>``. After the graph, one results step renders every chart and writes
+every export (the HTML report covers every analysis), then the notifications and the
+completion run.
+
+Steps take the resources, retries and timeouts of their pipeline stage: sources ``load``,
+datasets, joins and unions ``preprocess``, analyses ``analyze``. Data between steps is a
+partitioned table: one ObjectRef of an Arrow table per partition. Exports are written to a
+staging folder and moved into the run directory only when the job completes, so a failed job
+leaves no partial output files.
 """
 
 from __future__ import annotations
@@ -19,17 +30,30 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from raysight import registry
 from raysight.engine.checkpoint import CheckpointStore
-from raysight.engine.context import RunContext
+from raysight.engine.context import Partitions, RunContext
 from raysight.engine.events import EventLog, JsonlObserver, Observers
 from raysight.engine.executor import Executor, fetch
+from raysight.engine.graph import Node, graph
 from raysight.engine.observability import AuditLog, MetricsObserver, otel_observer
 from raysight.engine.resources import Resources, node_resources
 from raysight.engine.workflow import Mode, Step, Task, parallel, tasks
 from raysight.errors import InputError
+from raysight.job import graph_steps as gs
 from raysight.job import steps
-from raysight.job.flows import absolute_source, analyze_flow, load_flow, preprocess_flow
+from raysight.job.flows import (
+    absolute_source,
+    analyze_flow,
+    join_flow,
+    load_flow,
+    preprocess_flow,
+    union_flow,
+)
+from raysight.job.graph_spec import GraphSpec, parse_graph_spec
+from raysight.job.preflight import known_schemas
 from raysight.job.record import RunRecord
 from raysight.job.result import DONE_STATES, JobResult, write_json_atomic
 from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
@@ -54,39 +78,46 @@ SPEC_FILE = "spec.json"
 
 
 class AnalysisJob:
-    """A job spec planned as a workflow of Ray tasks.
+    """A job spec planned as one graph of Ray tasks.
 
-    >>> job = AnalysisJob(load_spec("examples/sales_by_category.yaml"))  # doctest: +SKIP
-    >>> result = job.run()                                                # doctest: +SKIP
-    >>> result.state, result.outputs                                      # doctest: +SKIP
-    ('COMPLETED', ['report.html', 'analysis.json'])
+    >>> job = AnalysisJob(load_graph_spec("examples/sales_graph.yaml"))  # doctest: +SKIP
+    >>> result = job.run()                                               # doctest: +SKIP
+    >>> result.state, result.analyses["by_region"]["rows"]               # doctest: +SKIP
+    ('COMPLETED', 4)
+
+    A version 1 spec (a :class:`JobSpec`) runs as its graph: nodes ``source``, ``data`` (its
+    preprocessing, when it has any) and ``analysis``.
     """
 
     def __init__(
         self,
-        spec: JobSpec,
+        spec: GraphSpec | JobSpec,
         run_dir: str | Path = "runs",
         job_id: str | None = None,
         resume: bool = False,
     ) -> None:
-        self._locate(spec, run_dir, job_id, resume)
-        self.connector = registry.connectors.build(absolute_source(spec.source))
-        self.ops = [registry.preprocessors.build(op) for op in spec.preprocessing]
-        self.kernel = registry.analyses.build(spec.analysis)
-        self.charts = [registry.charts.build(v) for v in spec.visualizations]
-        self.exports = [(registry.exporters.build(e), export_path(e)) for e in spec.exports]
-        self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
-        self._record = self._new_record()
-
-    def _locate(self, spec: Any, run_dir: str | Path, job_id: str | None,
-                resume: bool) -> None:
-        """The job's spec, id and run directory (``<run_dir>/<job_id>``)."""
-        self.spec = spec
+        if isinstance(spec, JobSpec):
+            spec = parse_graph_spec(spec.model_dump(mode="json"))
+        self.spec: GraphSpec = spec
         self.job_id = job_id or render_job_id(spec.job_id)
         self.run_root = Path(os.path.abspath(run_dir))  # normalised: no "jobs/../runs"
         self.job_dir = self.run_root / self.job_id
         self.staging = self.job_dir / STAGING
         self.resuming = resume
+        self.connectors = {name: registry.connectors.build(absolute_source(config))
+                           for name, config in spec.sources.items()}
+        self.operations = {name: [registry.preprocessors.build(op) for op in d.preprocessing]
+                           for name, d in spec.datasets.items()}
+        self.kernels = {name: registry.analyses.build(config)
+                        for name, config in spec.analyses.items()}
+        only = next(iter(spec.analyses))
+        self.charts = [(registry.charts.build(c), c.from_ or only) for c in spec.visualizations]
+        # the HTML report covers every analysis: it reads no one node
+        self.exports = [(registry.exporters.build(e), export_path(e),
+                         e.from_ or (None if e.format == "html" else only))
+                        for e in spec.exports]
+        self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
+        self._record = RunRecord(notifies=bool(self.notifiers))
 
     @classmethod
     def resume(cls, job_id: str, run_dir: str | Path = "runs",
@@ -105,10 +136,8 @@ class AnalysisJob:
         data = json.loads(spec_file.read_text(encoding="utf-8"))
         for item in overrides:
             apply_override(data, item)
-        from raysight.job.graph_job import job_for, parse_any_spec
-
-        return job_for(parse_any_spec(data, str(spec_file)), run_dir=run_dir, job_id=job_id,
-                       resume=True)
+        return cls(parse_graph_spec(data, str(spec_file)), run_dir=run_dir, job_id=job_id,
+                   resume=True)
 
     # -- planning --------------------------------------------------------------------------
 
@@ -127,35 +156,68 @@ class AnalysisJob:
             **hooks,
         )
 
+    def graph(self) -> Step:
+        """The nodes of the job as one engine graph (without results and notifications)."""
+        spec = self.spec
+        nodes: dict[str, Node] = {}
+        for name in spec.nodes():
+            # a self-join reads its one input once
+            nodes[name] = Node(self.node_flow(name), tuple(dict.fromkeys(spec.inputs(name))))
+        return graph(nodes)
+
+    def node_flow(self, name: str) -> Step:
+        """The steps of node ``name`` as the job plans them (the flow of its kind)."""
+        section = self.spec.nodes()[name]
+        record = self._record
+        if section == "sources":
+            connector = self.connectors[name]
+            path = getattr(connector.config, "path", None)
+            label = f"{name!r}" + ("" if path is None else f" ({path})")  # in its errors
+            return load_flow(self._task, connector, label,
+                             on_loaded=partial(record.on_loaded, name, label))
+        if section == "datasets":
+            ops = self.operations[name]
+            return preprocess_flow(self._task, ops,
+                                   on_preprocessed=partial(record.on_preprocessed, name,
+                                                           len(ops)))
+        if section == "joins":
+            return join_flow(self._task, self.spec.joins[name], name)
+        if section == "unions":
+            return union_flow(self._task, self.spec.unions[name], name)
+        kernel = self.kernels[name]
+        return analyze_flow(self._task, kernel, self.spec.execution.combine_fan_in,
+                            on_analyzed=partial(record.on_analyzed, name, kernel.name))
+
     def workflow(self) -> Step:
-        """The plan: every step a Ray task named ``<job_id>/<step>``."""
-        source = str(getattr(self.connector.config, "path", self.spec.source.type))
-        load = load_flow(self._task, self.connector, source,
-                         on_planned=self._record.on_planned, on_loaded=self._record.on_loaded)
-        preprocess = preprocess_flow(self._task, self.ops,
-                                     on_preprocessed=self._record.on_preprocessed).when(
-            lambda ctx: bool(self.ops), "the spec has preprocessing operations"
-        )
-        analyze = self.analyze_flow()
-        info = {"user_id": self.spec.user_id, "analysis_type": self.kernel.name}
+        """The plan: the graph of nodes, then results, notifications and completion."""
+        info = {"user_id": self.spec.user_id, "priority": self.spec.priority,
+                "analysis_type": self.analysis_type,
+                "analysis_types": {n: k.name for n, k in self.kernels.items()}}
         # results re-run on resume: they write the staged files that the commit moves
         results = self._task(
-            "results", "results.inputs", self._record.report_inputs, mode="driver"
+            "results", "results.inputs", self._results_inputs, mode="driver"
         ) >> self._task(
-            "results",
-            "results",
-            partial(
-                steps.make_results,
-                charts=self.charts,
-                exports=self.exports,
-                staging=str(self.staging),
-                info=info,
-            ),
+            "results", "results",
+            partial(gs.make_graph_results, charts=self.charts, exports=self.exports,
+                    staging=str(self.staging), info=info),
             on_success=self._record.on_results,
         ).with_checkpoint(False)
-        info = {**info, "priority": self.spec.priority}
-        return (load >> preprocess >> analyze >> results >> self._notify_flow(info)
-                >> self._complete_step())
+        return self.graph() >> results >> self._notify_flow(info) >> self._complete_step()
+
+    def _results_inputs(self, outputs: dict[str, Any]) -> tuple[Any, ...]:
+        """Driver step: the analyses' results and the exported data nodes' partitions, with
+        the layout that says which is which and the facts the report shows."""
+        spec = self.spec
+        analyses = tuple(spec.analyses)
+        exported = tuple(dict.fromkeys(n for _, _, n in self.exports
+                                       if n is not None and n not in spec.analyses))
+        tables = [item for n in exported for item in outputs[n].items]
+        layout = gs.ResultsLayout(
+            analyses, tuple((n, len(outputs[n].items)) for n in exported),
+            {n: spec.analyses[n].from_ for n in analyses})
+        record = self._record
+        facts = steps.RunFacts(dict(record.data_stats), dict(record.metrics))
+        return Partitions([outputs[n] for n in analyses]), Partitions(tables), layout, facts
 
     def _notify_flow(self, info: dict[str, Any]) -> Step:
         """One step per notification, each retried under the notify policy; a notifier that
@@ -184,18 +246,25 @@ class AnalysisJob:
             on_success=self._record.on_completed,
         )
 
-    def analyze_flow(self) -> Step:
-        """The analyze steps of the job (see :func:`raysight.job.flows.analyze_flow`)."""
-        return analyze_flow(self._task, self.kernel, self.spec.execution.combine_fan_in,
-                            on_analyzed=self._record.on_analyzed)
-
     # -- running ----------------------------------------------------------------------------
 
     def preflight(self) -> None:
-        """Checks of the user's input that need no Ray task: the source exists and the run
-        directory is free. Nothing is written when they fail."""
-        self.connector.check()
+        """Checks of the user's input before anything runs or is written: every source
+        exists; where schemas are known without reading data (Parquet footers), join keys
+        exist on their sides with compatible types and analyses find their columns (see
+        :mod:`raysight.job.preflight`); the run directory is free."""
+        for name, connector in self.connectors.items():
+            try:
+                connector.check()
+            except InputError as err:
+                raise InputError(f"source {name!r}: {err}", node=name,
+                                 field=f"sources.{name}", **err.details) from None
+        self.known_schemas()
         self._check_run_dir()
+
+    def known_schemas(self) -> dict[str, pa.Schema | None]:
+        """Each data node's schema where it is known without reading data."""
+        return known_schemas(self.spec, self.connectors, self.operations, self.kernels)
 
     def _check_run_dir(self) -> None:
         """A new run needs a run directory of its own."""
@@ -239,7 +308,7 @@ class AnalysisJob:
             checkpoints=self._checkpoint_store(),
         )
         started = dt.datetime.now(dt.UTC)
-        record = self._record = self._new_record()
+        record = self._record = RunRecord(notifies=bool(self.notifiers))
         ctx.emit(
             "job_resumed" if self.resuming else "job_started",
             None,
@@ -276,9 +345,10 @@ class AnalysisJob:
                 record.stopped_by = record.stopped_by or type(exc).__name__
             err = job_error(exc, ctx, record)
             state = "CANCELED" if err.category == "cancelled" else "FAILED"
-            errors.append(err.to_dict())
-            shutil.rmtree(self.staging, ignore_errors=True)
             step = err.details.get("step")
+            node = step.split("/")[0] if isinstance(step, str) and "/" in step else None
+            errors.append({**err.to_dict(), **({"node": node} if node else {})})
+            shutil.rmtree(self.staging, ignore_errors=True)
             if state == "CANCELED":
                 ctx.emit(
                     "job_cancelled",
@@ -324,20 +394,12 @@ class AnalysisJob:
 
     @property
     def analysis_type(self) -> str:
-        """The job's kind of analysis, as events and the result name it."""
-        return str(self.kernel.name)
+        """The job's kinds of analysis, as events and the result name them (``a,b``)."""
+        return ",".join(sorted({k.name for k in self.kernels.values()}))
 
     def spec_json(self) -> dict[str, Any]:
         """The spec as ``spec.json`` holds it (what ``resume`` and ``inspect`` read)."""
-        return dict(self.spec.model_dump(mode="json"))
-
-    def _new_record(self) -> RunRecord:
-        return RunRecord(
-            source=str(getattr(self.connector.config, "path", self.spec.source.type)),
-            analysis_type=self.kernel.name,
-            operations=len(self.ops),
-            notifies=bool(self.notifiers),
-        )
+        return dict(self.spec.model_dump(mode="json", by_alias=True))
 
     def _checkpoint_store(self) -> CheckpointStore | None:
         execution = self.spec.execution

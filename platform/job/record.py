@@ -18,14 +18,12 @@ from raysight.job import steps
 
 @dataclass
 class RunRecord:
-    """What the driver records about one run of a job, for its result and the steps' inputs.
+    """What the driver records about one run of a job, for its result and the steps' inputs:
+    data statistics per source, metrics (summed over nodes, and per node where they differ:
+    ``result_rows.<analysis>``), the results' manifest. ``notifies`` says whether the job
+    has notifications; the rest fills in as the steps succeed, in the threads of the graph's
+    nodes (hence the lock)."""
 
-    ``source``, ``analysis_type``, ``operations`` and ``notifies`` describe the job for the
-    events; the rest fills in as the steps succeed."""
-
-    source: str = ""
-    analysis_type: str = ""
-    operations: int = 0
     notifies: bool = False
     started_mono: float = field(default_factory=time.monotonic)
     data_stats: dict[str, Any] = field(default_factory=dict)
@@ -39,10 +37,6 @@ class RunRecord:
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     # -- driver steps ---------------------------------------------------------------------
-
-    def report_inputs(self, result: Any) -> tuple[Any, steps.RunFacts]:
-        """Driver step: the analysis result with the facts the report shows beside it."""
-        return result, steps.RunFacts(dict(self.data_stats), dict(self.metrics))
 
     def complete(self, outcomes: Any) -> None:
         """Driver step: the notifications' outcomes summed up (when the job has any)."""
@@ -64,52 +58,32 @@ class RunRecord:
         with self.lock:
             self.metrics[metric] = self.metrics.get(metric, 0.0) + outcome.duration_s
 
-    def on_planned(self, ctx: RunContext, outcome: StepOutcome) -> None:
+    def on_loaded(self, node: str, label: str, ctx: RunContext, outcome: StepOutcome) -> None:
+        stats = steps.loaded(Partitions(outcome.output.items, outcome.reports), label).stats
+        with self.lock:
+            self.data_stats[node] = stats
+            for key in ("row_count", "size_bytes", "partitions"):
+                self.metrics[key] = self.metrics.get(key, 0) + stats[key]
         self._add_time("data_load_time", outcome)
+        ctx.emit("data_loaded", f"{node}/load", job_id=ctx.job_id, node=node,
+                 row_count=stats["row_count"], column_count=stats["column_count"],
+                 size_bytes=stats["size_bytes"], partitions=stats["partitions"])
 
-    def on_loaded(self, ctx: RunContext, outcome: StepOutcome) -> None:
-        stats = steps.loaded(Partitions(outcome.output.items, outcome.reports), self.source).stats
-        self.data_stats = stats
-        self.metrics.update(
-            {k: stats[k] for k in ("row_count", "column_count", "size_bytes", "partitions")}
-        )
-        self._add_time("data_load_time", outcome)
-        ctx.emit(
-            "data_loaded",
-            "load",
-            job_id=ctx.job_id,
-            row_count=stats["row_count"],
-            column_count=stats["column_count"],
-            size_bytes=stats["size_bytes"],
-            partitions=stats["partitions"],
-        )
-
-    def on_preprocessed(self, ctx: RunContext, outcome: StepOutcome) -> None:
+    def on_preprocessed(self, node: str, operations: int, ctx: RunContext,
+                        outcome: StepOutcome) -> None:
         rows = sum(r.rows or 0 for r in outcome.reports)
-        metrics = self.metrics
-        before = metrics.get("row_count", rows)
-        metrics.update(rows_after_preprocessing=rows, preprocessing_row_reduction=before - rows)
         self._add_time("preprocessing_time", outcome)
-        ctx.emit(
-            "data_preprocessed",
-            "preprocess",
-            job_id=ctx.job_id,
-            operations_count=self.operations,
-            row_count=rows,
-        )
+        ctx.emit("data_preprocessed", f"{node}/preprocess", job_id=ctx.job_id, node=node,
+                 operations_count=operations, row_count=rows)
 
-    def on_analyzed(self, ctx: RunContext, outcome: StepOutcome) -> None:
+    def on_analyzed(self, node: str, kind: str, ctx: RunContext,
+                    outcome: StepOutcome) -> None:
         rows = outcome.reports[-1].rows
-        self.metrics["result_rows"] = rows or 0
+        with self.lock:
+            self.metrics[f"result_rows.{node}"] = rows or 0
         self._add_time("analysis_time", outcome)
-        ctx.emit(
-            "analysis_completed",
-            "analyze",
-            job_id=ctx.job_id,
-            analysis_type=self.analysis_type,
-            result_type=self.analysis_type,
-            rows=rows,
-        )
+        ctx.emit("analysis_completed", f"{node}/analyze", job_id=ctx.job_id, node=node,
+                 analysis_type=kind, result_type=kind, rows=rows)
 
     def on_results(self, ctx: RunContext, outcome: StepOutcome) -> None:
         manifest = ray.get(outcome.output)

@@ -371,13 +371,14 @@ def _from_seed_v2(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def migrate(data: dict[str, Any], source: str = "spec") -> dict[str, Any]:
-    """Upgrade an older spec dict to the current version, or refuse with a clear message."""
+    """Upgrade an older spec dict to version 1, or refuse with a clear message (version 1
+    becomes a job graph through the migration :mod:`raysight.job.graph_spec` registers)."""
     version = data.get("version", SPEC_VERSION)
     if not isinstance(version, int):
         return data  # the model reports the bad value
-    if version > SPEC_VERSION:
-        raise SpecError(f"{source}: spec version {version} is newer than this raysight "
-                        f"understands (up to {SPEC_VERSION}); upgrade raysight")
+    if version > SPEC_VERSION:  # a job graph (version 2) is read by parse_graph_spec
+        raise SpecError(f"{source}: spec version {version} is not a version "
+                        f"{SPEC_VERSION} spec; read it with parse_graph_spec")
     while version < SPEC_VERSION:
         if version not in MIGRATIONS:
             raise SpecError(f"{source}: spec version {version} cannot be migrated to "

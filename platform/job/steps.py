@@ -32,7 +32,7 @@ from raysight.plugins import (
     Preprocessor,
     ReportContext,
 )
-from raysight.tables import conform, portable, to_arrow, unify
+from raysight.tables import conform, to_arrow, unify
 
 #: the analysis completed and its outputs were committed, but some export could not be
 #: written (each is an entry of ``errors``; the other exports are there)
@@ -188,53 +188,6 @@ def _frame(table: pa.Table) -> pl.DataFrame:
 # results
 
 
-def make_results(
-    result: AnalysisResult,
-    facts: RunFacts,
-    charts: list[Chart[Any]],
-    exports: list[tuple[Exporter[Any], str]],
-    staging: str,
-    info: dict[str, Any],
-    ctx: StepContext,
-) -> dict[str, Any]:
-    """Render charts (an unsupported pairing is an error entry) and write the exports."""
-    result = AnalysisResult(result.kind, portable(result.table), result.summary)
-    figures, visualizations = [], []
-    for i, chart in enumerate(charts):
-        entry, figure = render_chart(i, chart, result)
-        if figure is not None:
-            figures.append(figure)
-        visualizations.append(entry)
-    report = ReportContext(
-        job_id=ctx.job_id,
-        user_id=info["user_id"],
-        analysis_type=info["analysis_type"],
-        result=result,
-        figures=figures,
-        data_stats=facts.data_stats,
-        metrics=facts.metrics,
-        warnings=[v["error"] for v in visualizations if "error" in v],
-    )
-    # every export is checked against the result's schema before any file is written
-    problems = [exporter.problem(result.table.schema) for exporter, _ in exports]
-    outputs, failed = [], []
-    for i, ((exporter, relpath), problem) in enumerate(zip(exports, problems, strict=True)):
-        error = write_export(i, exporter, relpath, report, problem, staging)
-        if error is None:
-            outputs.append(relpath)
-        else:
-            failed.append(error)
-    return {
-        "outputs": outputs,
-        "export_errors": failed,
-        "visualizations": visualizations,
-        "summary": result.summary,
-        "result_rows": result.table.num_rows,
-        "result_columns": result.table.column_names,
-        "metrics": facts.metrics,
-    }
-
-
 def render_chart(i: int, chart: Chart[Any], result: AnalysisResult
                  ) -> tuple[dict[str, Any], tuple[str, Any] | None]:
     """The entry of chart ``i`` in the result (an ``error`` when it cannot render ``result``)
@@ -300,6 +253,7 @@ def send_notification(
         "state": state,
         "metrics": metrics,
         "result": {**manifest.get("summary", {}), "rows": manifest.get("result_rows")},
+        "analyses": manifest.get("analyses", {}),
         "outputs": manifest.get("outputs", []),
         **info,
     }
