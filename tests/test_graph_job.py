@@ -299,6 +299,24 @@ def test_a_join_key_missing_in_a_csv_source_fails_the_join_naming_node_and_colum
     assert not (run / "report.html").exists()
 
 
+def test_an_analysis_column_missing_in_a_csv_source_fails_naming_node_step_and_column(
+        tmp_path, capsys):
+    ORDERS.write_csv(tmp_path / "orders.csv")
+    data = {"version": 2, "job_id": "bad-column",
+            "sources": {"orders": {"type": "file", "path": str(tmp_path / "orders.csv")}},
+            "analyses": {"by_region": {"from": "orders", "type": "aggregation",
+                                       "group_by": ["region"],
+                                       "metrics": [{"function": "count"}]}}}
+    assert main(["run", write_spec(tmp_path, data), "--run-dir", str(tmp_path / "runs")]) == 2
+    out = capsys.readouterr()
+    assert "in by_region/analyze: group-by column 'region' not found" in out.out
+    assert "Traceback" not in out.err
+    result = json.loads((tmp_path / "runs" / "bad-column" / "result.json").read_text())
+    (error,) = result["errors"]
+    assert (error["node"], error["step"], error["column"]) == \
+        ("by_region", "by_region/analyze", "region")
+
+
 # ---------------------------------------------------------------------------------------------
 # Resume per node
 

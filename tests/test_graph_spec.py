@@ -139,6 +139,45 @@ def test_as_graph_names_the_nodes_of_a_version_1_spec():
 # Errors, each naming the node and the field
 
 
+def test_the_migration_of_version_1_is_registered_and_renames_its_faults_by_node():
+    from raysight.job.spec import MIGRATIONS
+
+    assert MIGRATIONS[1] is as_graph
+    faults = [{"step": "load"}, {"step": "preprocess.stats"}, {"step": "analyze.combine"},
+              {"step": "results"}, {"step": "notify", "times": 2}]
+    data = {"source": {"type": "file", "path": "x.csv"}, "analysis": {"type": "descriptive"},
+            "execution": {"timeout_s": 60, "faults": faults}}
+    graph = as_graph(data)
+    assert [f["step"] for f in graph["execution"]["faults"]] == [
+        "source/load", "data/preprocess.stats", "analysis/analyze.combine", "results", "notify"]
+    assert graph["execution"]["timeout_s"] == 60 and graph["execution"]["faults"][4]["times"] == 2
+    assert data["execution"]["faults"][0] == {"step": "load"}  # the input is left as it was
+
+
+def test_a_bad_version_1_spec_is_reported_in_its_own_fields():
+    with pytest.raises(SpecError) as err:
+        parse_graph_spec({"source": {"type": "file", "path": "x.csv"},
+                          "analysis": {"type": "aggregation", "group_by": ["a"],
+                                       "metricz": []}})
+    assert "analysis.metricz: unknown key" in str(err.value)
+    assert "analyses." not in str(err.value)
+
+
+def test_a_version_0_spec_migrates_through_version_1_to_its_graph():
+    spec = parse_graph_spec({"version": 0, "id": "seed-job",
+                             "source": {"type": "file", "path": "x.csv"},
+                             "analysis": {"type": "descriptive"},
+                             "execution_settings": {"timeout": 90, "max_retries": 1}})
+    assert (spec.version, spec.job_id, set(spec.analyses)) == (2, "seed-job", {"analysis"})
+    assert (spec.execution.timeout_s, spec.execution.max_retries) == (90.0, 1)
+
+
+def test_a_spec_version_newer_than_raysight_is_refused_with_the_newest_it_reads():
+    with pytest.raises(SpecError, match="spec version 3 is newer than this raysight "
+                                        r"understands \(up to 2\)"):
+        parse_graph_spec({"version": 3, "sources": {}, "analyses": {}})
+
+
 def test_an_unknown_node_is_named_with_the_closest_one():
     data = sketch()
     data["datasets"]["big_orders"]["from"] = "ordrs"
