@@ -321,7 +321,8 @@ def test_an_analysis_column_missing_in_a_csv_source_fails_naming_node_step_and_c
 # Resume per node
 
 
-def test_a_killed_driver_is_resumed_without_loading_the_sources_again(tmp_path):
+def test_a_killed_driver_is_resumed_without_loading_the_sources_or_joining_again(
+        tmp_path):
     import os
     import signal
     import subprocess
@@ -337,7 +338,8 @@ def test_a_killed_driver_is_resumed_without_loading_the_sources_again(tmp_path):
     def spec(job_id: str, faults: list) -> str:
         data = {"version": 2, "job_id": job_id, "sources": sources(tmp_path / job_id),
                 "joins": {"enriched": {"left": "orders", "right": "customers",
-                                       "left_on": ["customer_id"], "right_on": ["id"]}},
+                                       "left_on": ["customer_id"], "right_on": ["id"],
+                                       "strategy": "shuffle"}},
                 "analyses": {"by_region": {
                     "from": "enriched", "type": "aggregation", "group_by": ["region"],
                     "metrics": [{"column": "amount", "function": "sum", "alias": "total"}]}},
@@ -368,8 +370,12 @@ def test_a_killed_driver_is_resumed_without_loading_the_sources_again(tmp_path):
     after = _events(run_dir)[before:]
     started = {e["step"] for e in after if e["event_type"] == "step_started"}
     restored = {e["step"] for e in after if e["event_type"] == "step_restored"}
-    assert {"orders/load", "customers/load"} <= restored
+    assert {"orders/load", "customers/load", "enriched/join"} <= restored
     assert not {s for s in started if s.endswith("/load") or s.endswith("/load.plan")}
+    assert not {s for s in started if s.startswith("enriched/")}  # no shuffle again
+    nodes = {e["step"]: e["data"].get("restored") for e in after
+             if e["event_type"] == "node_succeeded"}
+    assert nodes == {"orders": True, "customers": True, "enriched": True, "by_region": None}
     assert pl.read_parquet(run_dir / "out.parquet").sort("region").equals(
         pl.read_parquet(runs / "expected" / "out.parquet").sort("region"))
 

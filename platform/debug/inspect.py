@@ -202,7 +202,8 @@ __all__ = ["inspect_text", "write_debug_views"]
 
 
 def _data_lines(source: str, stats: dict[str, Any]) -> list[str]:
-    """The lines of one source's data statistics (``source`` empty in the flat statistics of an older run)."""
+    """The lines of one source's data statistics (``source`` empty in the flat statistics
+    of a run before job graphs)."""
     parts = []
     if "row_count" in stats:
         parts.append(f"{stats['row_count']:,} rows")

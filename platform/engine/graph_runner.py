@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from raysight.engine.context import RunContext
 from raysight.engine.graph import Graph
 from raysight.engine.trace import StepRecord
+from raysight.engine.workflow import Branch, Sequence, Step, Task
 from raysight.engine.workflow import tasks as tasks_of
 from raysight.errors import Cancelled, WorkflowError
 
@@ -22,8 +23,9 @@ def run_graph(executor: Executor, node: Graph, value: Any, ctx: RunContext) -> A
     """Run each node as soon as its needs are done, in a thread of its own with a forked
     context; see :mod:`raysight.engine.graph` for inputs, outputs and failures.
 
-    Events: ``node_started``, ``node_succeeded`` (``restored: true`` when every task of
-    the node came from its checkpoint), ``node_failed`` and ``node_skipped`` (with the
+    Events: ``node_started``, ``node_succeeded`` (``restored: true`` when the node's Ray
+    tasks came from checkpoints and none ran; a node whose output step was checkpointed is
+    restored from that step alone), ``node_failed`` and ``node_skipped`` (with the
     reason); their step is the node's path (``n``, or ``outer/n`` in a nested graph), as
     is the trace attribute ``<path>.node_state``."""
     paths = {name: f"{ctx.node}/{name}" if ctx.node else name for name in node.nodes}
@@ -89,13 +91,15 @@ def _run_node(executor: Executor, graph: Graph, name: str, paths: dict[str, str]
               ctx: RunContext) -> Any:
     """One node of a graph, in its own thread: its step, framed by node events."""
     node, path = graph.nodes[name], paths[name]
-    steps = tasks_of(node.step)
-    restored = bool(steps) and ctx.checkpoints is not None and all(
-        t.checkpoint and ctx.checkpoints.completed(ctx.key_of(t)) is not None for t in steps)
+    remote = {t.name for t in tasks_of(node.step) if t.mode != "driver"}
+    finished = _finished_output(node.step, ctx)
+    mark = len(ctx.trace.records)
     ctx.emit("node_started", path, needs=[paths[n] for n in node.needs])
     started = time.monotonic()
     try:
-        out = executor._run(node.step, value, ctx)
+        # a node whose output step was checkpointed is restored from it alone: the steps
+        # before it (a join's shuffle) do not run again
+        out = executor._run(node.step if finished is None else finished, value, ctx)
     except BaseException as exc:
         error = exc.to_dict() if isinstance(exc, WorkflowError) else {
             "error": type(exc).__name__, "message": str(exc)}
@@ -104,9 +108,36 @@ def _run_node(executor: Executor, graph: Graph, name: str, paths: dict[str, str]
                  error=error)
         raise
     ctx.trace.attributes[f"{path}.node_state"] = "succeeded"
+    # restored: its Ray tasks came from checkpoints, none ran (driver steps always re-run)
+    states = {r.state for r in ctx.trace.records[mark:] if r.step in remote}
+    restored = "restored" in states and "succeeded" not in states
     ctx.emit("node_succeeded", path, duration_s=round(time.monotonic() - started, 6),
              consumers=len(graph.consumers(name)), **({"restored": True} if restored else {}))
     return out
+
+def _output_tasks(step: Step) -> list[Task] | None:
+    """The tasks one of which gives ``step`` its output (one per branch), or None where its
+    output may be something else (a skipped ``when``, a ``parallel``'s tuple)."""
+    if isinstance(step, Task):
+        return [step]
+    if isinstance(step, Sequence) and step.steps:
+        return _output_tasks(step.steps[-1])
+    if isinstance(step, Branch) and step.if_false is not None:
+        first, second = _output_tasks(step.if_true), _output_tasks(step.if_false)
+        return None if first is None or second is None else first + second
+    return None
+
+
+def _finished_output(step: Step, ctx: RunContext) -> Task | None:
+    """The output task of ``step`` whose checkpoint a resumed run can restore, if any."""
+    if ctx.checkpoints is None:
+        return None
+    for task in _output_tasks(step) or []:
+        if (task.checkpoint and task.mode not in ("driver", "reduce", "dynamic")
+                and ctx.checkpoints.completed(ctx.key_of(task)) is not None):
+            return task
+    return None
+
 
 def _skip_node(graph: Graph, name: str, path: str, reason: str, ctx: RunContext) -> None:
     """A node that never started: each of its tasks is recorded as skipped."""
