@@ -85,6 +85,7 @@ def as_result(ctx, state="COMPLETED", errors=()):
         finished_at="2024-05-06T07:08:12+00:00", execution_time_s=3.0,
         data_stats={"row_count": 3, "column_count": 1, "partitions": 3, "size_bytes": 24,
                     "columns": {"x": "int64"}},
+        metrics={"analysis_time": 0.25, "size_bytes": 3 * 1024, "row_count": 3},
         outputs=["report.html"] if state == "COMPLETED" else [],
         warnings=["visualization 0 (bar): no column 'y'"], errors=list(errors),
         execution_path=list(ctx.trace.execution_path),
@@ -388,6 +389,9 @@ def test_inspect_shows_job_facts_data_outputs_warnings(completed):
     assert "started:  2024-05-06T07:08:09+00:00" in text
     assert "3 rows · 1 columns · 3 partitions · 24 B" in text
     assert "\nOutputs\n  report.html\n" in text
+    metrics = text.split("\nMetrics\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split(None, 1) for line in metrics] == [
+        ["analysis_time", "0.250 s"], ["row_count", "3"], ["size_bytes", "3 KiB"]]
     assert "  - visualization 0 (bar): no column 'y'" in text
     assert "combine attempt 1 (retried): TransientError: injected transient fault" in text
 

@@ -114,7 +114,7 @@ def inspect_text(result: Mapping[str, Any]) -> str:
     if metrics:
         out += ["", "Metrics"]
         width = max(len(k) for k in metrics)
-        out += [f"  {k.ljust(width)}  {_fmt_value(v)}" for k, v in sorted(metrics.items())]
+        out += [f"  {k.ljust(width)}  {_metric(k, v)}" for k, v in sorted(metrics.items())]
     outputs = result.get("outputs") or []
     out += ["", "Outputs"] + ([f"  {o}" for o in outputs] or ["  (none)"])
     warnings = result.get("warnings") or []
@@ -199,6 +199,15 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 __all__ = ["inspect_text", "write_debug_views"]
+
+
+def _metric(name: str, value: Any) -> str:
+    """A metric with its unit: times in seconds, sizes in bytes."""
+    if name.endswith("_time") and isinstance(value, (int, float)):
+        return f"{format_seconds(value)} s"
+    if name.endswith("size_bytes") and isinstance(value, (int, float)):
+        return format_bytes(int(value))
+    return _fmt_value(value)
 
 
 def _data_lines(source: str, stats: dict[str, Any]) -> list[str]:

@@ -345,18 +345,21 @@ class Parallel(Step):
     others. The output is a tuple in declaration order."""
 
     branches: tuple[Step, ...]
+    #: the name the trace and the plan show (default ``Parallel(<branch names>)``)
+    label: str | None = None
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return "Parallel(" + ",".join(b.name for b in self.branches) + ")"
+        return self.label or "Parallel(" + ",".join(b.name for b in self.branches) + ")"
 
     def parallel(self, *others: Step) -> Parallel:
-        return Parallel(self.branches + others)
+        return Parallel(self.branches + others, self.label)
 
 
-def parallel(*steps: Step) -> Parallel:
-    """N-ary fan-out: run ``steps`` concurrently on the same input."""
-    return Parallel(tuple(steps))
+def parallel(*steps: Step, name: str | None = None) -> Parallel:
+    """N-ary fan-out: run ``steps`` concurrently on the same input (``name`` labels it in
+    the trace and the plan)."""
+    return Parallel(tuple(steps), name)
 
 
 @dataclass(frozen=True, eq=False)
@@ -432,7 +435,7 @@ def _map_tasks(node: Step, change: Callable[[Task], Task]) -> Step:
     if isinstance(node, Sequence):
         return Sequence(tuple(_map_tasks(s, change) for s in node.steps))
     if isinstance(node, Parallel):
-        return Parallel(tuple(_map_tasks(b, change) for b in node.branches))
+        return Parallel(tuple(_map_tasks(b, change) for b in node.branches), node.label)
     if isinstance(node, Branch):
         return Branch(
             node.predicate,

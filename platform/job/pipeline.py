@@ -234,7 +234,7 @@ class AnalysisJob:
                     accept=steps.is_notifier_failure,
                 )
                 for n in self.notifiers
-            )
+            ), name="notify"
         ).when(lambda ctx: bool(self.notifiers), "the spec has notifications")
 
     def _complete_step(self) -> Step:
