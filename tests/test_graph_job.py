@@ -458,6 +458,23 @@ def test_the_report_is_no_one_analysis_output(tmp_path):
     assert (result.analyses["a"]["outputs"], result.analyses["b"]["outputs"]) == ([], ["b.csv"])
 
 
+def test_the_report_of_a_one_analysis_job_is_that_analysis_page(tmp_path):
+    data = {
+        "version": 2, "job_id": "one-report", "sources": {"orders": sources(tmp_path)["orders"]},
+        "analyses": {"by_customer": {"from": "orders", "type": "aggregation",
+                                     "group_by": ["customer_id"],
+                                     "metrics": [{"function": "count", "alias": "n"}]}},
+        "visualizations": [{"type": "bar", "x": "customer_id", "y": "n"}],
+        "exports": [{"format": "html", "path": "report.html"}],
+    }
+    _, result = run_graph(tmp_path, data)
+    assert result.state == "COMPLETED", result.errors
+    html = (Path(result.run_dir) / "report.html").read_text(encoding="utf-8")
+    assert "<title>Aggregation report</title>" in html and "Report of" not in html
+    assert html.count("Plotly.newPlot") == 1  # its chart, on its page
+    assert result.analyses["by_customer"]["outputs"] == ["report.html"]
+
+
 def test_a_missing_source_is_named_by_its_node(tmp_path, capsys):
     data = bad_join(tmp_path, left_on=["customer_id"], right_on=["id"])
     data["sources"]["customers"]["path"] = str(tmp_path / "nowhere.parquet")

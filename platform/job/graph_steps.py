@@ -208,7 +208,10 @@ def make_graph_results(
     outputs: list[str] = []
     failed: list[dict[str, Any]] = []
     per_analysis: dict[str, list[str]] = {name: [] for name in results}
+    only = next(iter(results)) if len(results) == 1 else None
     for i, (exporter, relpath, name) in enumerate(exports):
+        # the report of a one-analysis job is that analysis's page, not a page of sections
+        name = only if name is None and only is not None else name
         result = results.get(name) or data.get(name) or next(iter(results.values()))
         report = ReportContext(
             job_id=ctx.job_id, user_id=info["user_id"],
@@ -216,7 +219,7 @@ def make_graph_results(
             else info["analysis_types"].get(name, "dataset"), result=result,
             figures=figures.get(name, []), data_stats=facts.data_stats, metrics=facts.metrics,
             warnings=[v["error"] for v in visualizations if "error" in v],
-            analyses=sections if exporter.name == "html" else [])
+            analyses=sections if exporter.name == "html" and only is None else [])
         problem = None if exporter.name == "html" else exporter.problem(result.table.schema)
         error = write_export(i, exporter, relpath, report, problem, staging)
         if error is not None:
