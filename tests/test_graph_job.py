@@ -14,6 +14,7 @@ from conftest import job_tasks
 from polars.testing import assert_frame_equal
 
 from raysight.cli import main
+from raysight.job.flows import shard_count
 from raysight.job.graph_spec import parse_graph_spec
 from raysight.job.pipeline import AnalysisJob
 
@@ -409,7 +410,9 @@ def test_a_distinct_union_feeds_an_analysis_a_join_and_an_export(tmp_path):
     data = {
         "version": 2, "job_id": "distinct",
         "sources": {"a": both["orders"],
-                    "b": {"type": "file", "path": parts(tmp_path / "b", ORDERS.head(10), 2)},
+                    # b repeats rows of a, and some of its own
+                    "b": {"type": "file", "path": parts(
+                        tmp_path / "b", pl.concat([ORDERS.head(10), ORDERS.head(3)]), 2)},
                     "customers": both["customers"]},
         "unions": {"u": {"inputs": ["a", "b"], "distinct": True}},
         "joins": {"j": {"left": "u", "right": "customers", "left_on": ["customer_id"],
@@ -422,7 +425,12 @@ def test_a_distinct_union_feeds_an_analysis_a_join_and_an_export(tmp_path):
     }
     _, result = run_graph(tmp_path, data)
     assert result.state == "COMPLETED", result.errors
-    same_rows(exported(result, "u.parquet"), ORDERS)  # the ten rows of b are all in a
+    same_rows(exported(result, "u.parquet"), ORDERS)  # the rows of b are all in a
+    # every input partition is hashed in its own task, then one task per shard drops the
+    # duplicates (equal rows, null keys included, meet in one shard)
+    names = [t.name for t in job_tasks("distinct", expect=5)]
+    assert names.count("distinct/u/union.shard") == 4 + 2
+    assert names.count("distinct/u/union") == shard_count()
     expected = polars_join("inner").group_by("region").agg(pl.len().alias("n"))
     same_rows(exported(result, "by_region.parquet"), expected)
     assert result.analyses["n"]["summary"]["row_count"] == ORDERS.height

@@ -344,6 +344,22 @@ def test_union_equals_polars_diagonal_relaxed_concat_and_duckdb(dfs, distinct) -
     same_rows(got, duckdb_union(dfs, distinct))
 
 
+@PROPERTY
+@given(dfs=union_inputs(), shards=st.integers(1, 4))
+def test_a_distinct_union_dropped_shard_by_shard_equals_duckdb(dfs, shards) -> None:
+    from raysight.job.graph_steps import union_distinct, union_shard
+
+    schema = union_schema({n: df.to_arrow().schema for n, df in dfs.items()}, "u")
+    parts = [p.to_arrow() for df in dfs.values() for p in [df.head(3), df.slice(3)]]
+    split = [union_shard(part, schema, shards) for part in parts]
+    assert all(len(s) == shards for s in split)
+    outs = [union_distinct([s[j] for s in split], schema) for j in range(shards)]
+    assert all(out.schema == schema for out in outs)
+    got = pl.from_arrow(pa.concat_tables(outs))
+    assert isinstance(got, pl.DataFrame)
+    same_rows(got, duckdb_union(dfs, distinct=True))
+
+
 def test_union_of_incompatible_columns_names_node_column_and_both_inputs() -> None:
     with pytest.raises(InputError) as err:
         union_schema({"a": pa.schema([("x", pa.int64())]), "b": pa.schema([("x", pa.string())])},

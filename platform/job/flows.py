@@ -138,16 +138,21 @@ def join_flow(task: TaskFactory, config: Any, node: str) -> Step:
 
 
 def union_flow(task: TaskFactory, config: Any, node: str) -> Step:
-    """Conform every input partition to the unified schema; a distinct union gathers its
-    rows into one partition to drop the duplicates."""
-    if config.distinct:
-        return task("preprocess", "union.schema",
-                    partial(gs.union_distinct_inputs, config=config, node=node),
-                    mode="driver") >> task("preprocess", "union", gs.union_distinct,
-                                           mode="map")
-    return task("preprocess", "union.schema",
-                partial(gs.union_inputs, config=config, node=node), mode="driver") \
-        >> task("preprocess", "union", gs.union_partition, mode="map")
+    """Conform every input partition to the unified schema; a distinct union also splits
+    each by a hash of all its columns and drops the duplicates shard by shard."""
+    inputs = task("preprocess", "union.schema",
+                  partial(gs.union_inputs, config=config, node=node), mode="driver")
+    if not config.distinct:
+        return inputs >> task("preprocess", "union", gs.union_partition, mode="map")
+    shards = shard_count()
+    return (
+        inputs
+        >> parallel(Pass(), task("preprocess", "union.shard",
+                                 partial(gs.union_shard, shards=shards), mode="map")
+                    .with_checkpoint(False).replace_shards(shards))
+        >> task("preprocess", "union.shards", gs.union_shards, mode="driver")
+        >> task("preprocess", "union", gs.union_distinct, mode="map")
+    )
 
 
 def shard_count() -> int:

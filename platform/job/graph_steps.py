@@ -143,16 +143,22 @@ def union_partition(table: pa.Table, schema: pa.Schema) -> pa.Table:
     return union_tables([table], schema)
 
 
-def union_distinct_inputs(inputs: tuple[Partitions, ...], config: UnionConfig,
-                          node: str) -> tuple[Partitions, pa.Schema]:
-    """Driver step: every partition of the inputs as the one partition of a distinct union
-    (gathered into one task), and their unified schema."""
-    every, schema = union_inputs(inputs, config, node)
-    return Partitions([Partitions(every.items)]), schema
+def union_shard(table: pa.Table, schema: pa.Schema, shards: int) -> list[pa.Table]:
+    """One input partition of a distinct union, conformed to its schema and split by a hash
+    of every column, so that equal rows of any partitions meet in one shard."""
+    conformed = union_tables([table], schema)
+    return hash_shards(conformed, conformed.column_names, None, shards)
+
+
+def union_shards(value: tuple[tuple[Partitions, pa.Schema], Partitions]
+                 ) -> tuple[Partitions, pa.Schema]:
+    """Driver step: the shards (each holds its rows of every partition) and the schema."""
+    (_, schema), shards = value
+    return shards, schema
 
 
 def union_distinct(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
-    """Every input row once (a distinct union is gathered into one partition)."""
+    """The rows of one shard of a distinct union, each once (the first kept)."""
     return union_tables(tables, schema, distinct=True)
 
 
