@@ -82,8 +82,8 @@ class AnalysisJob:
 
     >>> job = AnalysisJob(load_graph_spec("examples/sales_graph.yaml"))  # doctest: +SKIP
     >>> result = job.run()                                               # doctest: +SKIP
-    >>> result.state, result.analyses["by_region"]["rows"]               # doctest: +SKIP
-    ('COMPLETED', 4)
+    >>> result.state, result.analyses["by_manager"]["rows"]              # doctest: +SKIP
+    ('COMPLETED', 5)
 
     A version 1 spec (a :class:`JobSpec`) runs as its graph: nodes ``source``, ``data`` (its
     preprocessing, when it has any) and ``analysis``.
