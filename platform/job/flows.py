@@ -108,10 +108,15 @@ def _analyze_partitions(task: TaskFactory, kernel: Analysis[Any], fan_in: int,
                         partial(steps.analyze_combine, kernel=kernel), on_success=on_analyzed)
 
 
+def cluster_cpus() -> int:
+    """CPUs of the connected Ray cluster (2 before Ray is up), at least one."""
+    cpus = ray.cluster_resources().get("CPU", 2) if ray.is_initialized() else 2
+    return max(1, int(cpus))
+
+
 def shard_count() -> int:
     """Shards of a shuffle: one per CPU of the cluster (at least two)."""
-    cpus = ray.cluster_resources().get("CPU", 2) if ray.is_initialized() else 2
-    return max(2, int(cpus))
+    return max(2, cluster_cpus())
 
 
 def absolute_source(source: Any) -> Any:
