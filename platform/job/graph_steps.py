@@ -114,7 +114,8 @@ def grouped(partitions: Partitions, tasks: int, most_bytes: int = GROUP_BYTES) -
     Each task of a broadcast join builds the small side's hash table again, so a task per
     partition repeats that work where partitions outnumber CPUs: 1e7 fact rows in 8
     partitions joined with 1e6 dimension rows took 2.8 s in 8 tasks on 2 CPUs, 1.3 s in 2
-    (benchmarks/bench_graph.py --only join --strategy broadcast)."""
+    (benchmarks/bench_graph.py --only join --strategy broadcast). A shuffle splits a group
+    of partitions in one task too: fewer tasks, and fewer, larger shard pieces to join."""
     count = len(partitions)
     sizes = [(r.bytes or 0) if r is not None else 0 for r in partitions.reports]
     sizes += [0] * (count - len(sizes))
@@ -137,12 +138,18 @@ def broadcast_join(parts: list[pa.Table], small: pa.Table, plan: JoinPlan,
 
 
 def shard_inputs(planned: PlannedJoin, side: Side) -> tuple[Partitions, JoinPlan, Side]:
-    """Driver step: one side's partitions, to be hash-split by key."""
-    return planned.side(side), planned.plan, side
+    """Driver step: one side's partitions in groups (one split task each, see
+    :func:`grouped`), to be hash-split by key."""
+    return grouped(planned.side(side), cluster_cpus()), planned.plan, side
 
 
-def shard_side(table: pa.Table, plan: JoinPlan, side: Side, shards: int) -> list[pa.Table]:
-    """One partition of one side split into ``shards`` by key (as-of: by its by keys)."""
+def shard_side(tables: list[pa.Table], plan: JoinPlan, side: Side,
+               shards: int) -> list[pa.Table]:
+    """A group of partitions of one side, as one table, split into ``shards`` by key (as-of:
+    by its by keys)."""
+    schema = plan.left_schema if side == "left" else plan.right_schema
+    table = tables[0] if len(tables) == 1 else \
+        pa.concat_tables([conform(t, schema) for t in tables])
     if plan.how == "asof":
         parts = asof_shards(table, plan, side, shards)
         return parts if len(parts) == shards else parts + [table.slice(0, 0)] * (shards - 1)
