@@ -14,15 +14,25 @@ Checkpoints are off (a benchmark of the work, not of persisting it); each time i
 ``--repeat`` runs, and every ratio is against the peer in the same run::
 
     python benchmarks/bench_graph.py --rows 10000000 --partitions 8
+
+``--breakdown`` prints where the time of each job's last run went, step by step, from its
+trace: the step's tasks, when the first started and the last ended (seconds after the job's
+first task started), and the sum of its tasks' durations (more than the span where tasks ran
+side by side)::
+
+    python benchmarks/bench_graph.py --rows 10000000 --only three --breakdown
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -35,10 +45,11 @@ from timing import best_of  # noqa: E402
 
 from raysight.job.graph_spec import parse_graph_spec  # noqa: E402
 from raysight.job.pipeline import AnalysisJob  # noqa: E402
+from raysight.job.result import JobResult  # noqa: E402
 from raysight.job.spec import parse_spec  # noqa: E402
 
 EXECUTION = {"checkpoint": False, "timeout_s": 3600}
-ANALYSES = {
+ANALYSES: dict[str, dict[str, Any]] = {
     "profile": {"type": "descriptive", "columns": ["v1", "v2", "v3"]},
     "by_id1": {"type": "aggregation", "group_by": ["id1"], "sort": False,
                "metrics": [{"column": "v1", "function": "sum", "alias": "v1"}]},
@@ -55,9 +66,35 @@ def write_parts(df: pl.DataFrame, folder: Path, parts: int) -> str:
     return str(folder)
 
 
-def run(job: AnalysisJob) -> None:
+def run(job: AnalysisJob, label: str) -> None:
     result = job.run()
     assert result.state == "COMPLETED", result.errors
+    LAST[label] = result
+
+
+def records(trace: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every step record of a trace and of its children (dynamic and nested steps)."""
+    yield from trace["records"]
+    for child in trace["children"]:
+        yield from records(child)
+
+
+def breakdown(label: str, result: JobResult) -> None:
+    """Print the steps of one run: tasks, first start, last end, span, summed durations."""
+    timed = [r for r in records(result.trace)
+             if r["started_at"] is not None and r["state"] != "skipped"]
+    start = min((r["started_at"] for r in timed), default=0.0)
+    steps: dict[str, list[float]] = {}
+    for r in timed:
+        first, last, total, tasks = steps.setdefault(r["step"], [r["started_at"], 0.0, 0.0, 0])
+        steps[r["step"]] = [min(first, r["started_at"]), max(last, r["ended_at"]),
+                            total + (r["duration_s"] or 0.0), tasks + 1]
+    print(f"  {label}: {result.execution_time_s:.2f} s (job), "
+          f"{result.trace['duration_s']:.2f} s (workflow)")
+    print(f"    {'step':<34} {'tasks':>5} {'start':>6} {'end':>6} {'span':>6} {'sum':>6}")
+    for name, (first, last, total, tasks) in sorted(steps.items(), key=lambda kv: kv[1][0]):
+        print(f"    {name:<34} {int(tasks):>5} {first - start:6.2f} {last - start:6.2f} "
+              f"{last - first:6.2f} {total:6.2f}")
 
 
 def three(source: str, runs: Path) -> dict[str, float]:
@@ -66,13 +103,13 @@ def three(source: str, runs: Path) -> dict[str, float]:
             "version": 2, "execution": EXECUTION,
             "sources": {"data": {"type": "file", "path": source}},
             "analyses": {name: {"from": "data", **a} for name, a in ANALYSES.items()}})
-        run(AnalysisJob(spec, run_dir=runs))
+        run(AnalysisJob(spec, run_dir=runs), "three: one graph")
 
     def separate() -> None:
-        for analysis in ANALYSES.values():
+        for name, analysis in ANALYSES.items():
             spec = parse_spec({"source": {"type": "file", "path": source},
                                "analysis": analysis, "execution": EXECUTION})
-            run(AnalysisJob(spec, run_dir=runs))
+            run(AnalysisJob(spec, run_dir=runs), f"three: job {name}")
 
     return {"graph": best_of(graph, ARGS.repeat), "separate": best_of(separate, ARGS.repeat)}
 
@@ -89,7 +126,7 @@ def join(fact: str, dim: str, runs: Path) -> dict[str, float]:
                                       "group_by": ["group"], "sort": False,
                                       "metrics": [{"column": "v1", "function": "sum",
                                                    "alias": "v1"}]}}})
-        run(AnalysisJob(spec, run_dir=runs))
+        run(AnalysisJob(spec, run_dir=runs), "join: one graph")
 
     def polars() -> None:
         facts = pl.read_parquet(f"{fact}/*.parquet")
@@ -109,8 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", choices=["auto", "broadcast", "shuffle"], default="auto",
                         help="the join's strategy (auto broadcasts a side under 16 MiB)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="print each job's steps (tasks, start, end, span, summed time)")
     ARGS = parser.parse_args(argv)
-    ray.init(logging_level="ERROR", log_to_driver=False)
+    ray.init(logging_level=logging.ERROR, log_to_driver=False)
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -137,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"strategy {ARGS.strategy}: "
                   f"raysight {t['raysight']:.2f} s, Polars {t['polars']:.2f} s, "
                   f"ratio {t['raysight'] / t['polars']:.2f}")
+    if ARGS.breakdown:
+        print("steps of the last run of each job:")
+        for label, result in LAST.items():
+            breakdown(label, result)
     if ARGS.json:
         ARGS.json.write_text(json.dumps({"rows": ARGS.rows, "partitions": ARGS.partitions,
                                          "results": out}, indent=2))
@@ -144,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 ARGS: argparse.Namespace
+#: the last result of each job, by label (for --breakdown)
+LAST: dict[str, JobResult] = {}
 
 if __name__ == "__main__":
     raise SystemExit(main())

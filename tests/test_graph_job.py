@@ -104,19 +104,22 @@ def test_a_join_of_two_partitioned_sources_equals_polars_and_duckdb(tmp_path, ho
     actual = exported(result, "enriched.parquet")
     same_rows(actual, polars_join(how))
     same_rows(actual, duckdb_join(how))
-    # 2 plans and 8 loads, then 1 gather and 4 joins, or 8 shard splits and a join per shard
-    expect = 10 + (5 if strategy == "broadcast" else 10)
+    # 2 plans and 8 loads, then 1 gather and a join per CPU (2), or a shard split per CPU
+    # and side (4) and a join per shard
+    expect = 10 + (3 if strategy == "broadcast" else 6)
     names = [t.name for t in job_tasks(f"join-{how}-{strategy}", expect=expect)]
     prefix = f"join-{how}-{strategy}/enriched/"
     if strategy == "shuffle":
-        # every partition of each side is split by key; one join task per shard
-        assert names.count(prefix + "join.shard.left") == 4
-        assert names.count(prefix + "join.shard.right") == 4
+        # each side's 4 partitions are split by key in one task per CPU of the test
+        # cluster; one join task per shard
+        assert names.count(prefix + "join.shard.left") == 2
+        assert names.count(prefix + "join.shard.right") == 2
         assert names.count(prefix + "join") >= 2
     else:
-        # the small side is gathered once; the other side's partitions join with it
+        # the small side is gathered once; the other side's 4 partitions join with it in
+        # one task per CPU of the test cluster
         assert names.count(prefix + "join.gather") == 1
-        assert names.count(prefix + "join") == 4
+        assert names.count(prefix + "join") == 2
         assert prefix + "join.shard.left" not in names
 
 

@@ -171,6 +171,37 @@ def test_broadcast_join_equals_polars_for_every_side_it_may_broadcast(case) -> N
         same_rows(actual, expected)
 
 
+@PROPERTY
+@given(case=join_cases())
+def test_a_broadcast_of_several_partitions_in_one_task_equals_polars(case) -> None:
+    config, left, right, lparts, rparts, narrow = case
+    plan = plan_join(config, lparts[0].to_arrow().schema, rparts[0].to_arrow().schema, "j")
+    expected = polars_join(left, right, config)
+    for side in broadcast_sides(config.how):
+        small, large = (rparts, lparts) if side == "right" else (lparts, rparts)
+        actual = join_broadcast(arrow_parts(large, narrow), arrow_parts(small, narrow), plan,
+                                side)
+        same_rows(actual, expected)
+
+
+@pytest.mark.parametrize("count,tasks,sizes,expected", [
+    (8, 2, [10] * 8, [4, 4]),          # one group per CPU
+    (3, 2, [10] * 3, [1, 2]),
+    (1, 4, [10], [1]),                  # never more groups than partitions
+    (4, 2, [300, 300, 300, 300], [1, 1, 1, 1]),  # over most_bytes: more groups
+    (0, 2, [], []),
+])
+def test_a_broadcast_groups_neighbouring_partitions_one_task_per_cpu(count, tasks, sizes,
+                                                                      expected) -> None:
+    from raysight.engine.context import Partitions, TaskReport
+    from raysight.job.graph_steps import grouped
+
+    reports = [TaskReport("s", 1, i, 0.0, 0.0, 0, bytes=b) for i, b in enumerate(sizes)]
+    out = grouped(Partitions(list(range(count)), reports), tasks, most_bytes=500)
+    assert [len(g) for g in out.items] == expected
+    assert [i for g in out.items for i in g.items] == list(range(count))
+
+
 @pytest.mark.parametrize("how", HOWS)
 def test_a_join_of_empty_sides_has_the_planned_columns_and_no_rows(how: str) -> None:
     left = pl.DataFrame(schema={"k1": pl.Int32, "v": pl.String}).to_arrow()

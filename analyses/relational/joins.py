@@ -46,15 +46,17 @@ def join_shard(left_tables: Sequence[pa.Table], right_tables: Sequence[pa.Table]
 join_asof_shard = join_shard
 
 
-def join_broadcast(part: pa.Table, small: Sequence[pa.Table], plan: JoinPlan,
-                   small_side: Side) -> pa.Table:
-    """The join of one partition of the large side with the whole small side (all its
-    partitions); PlanError when the join kind cannot broadcast ``small_side``."""
+def join_broadcast(part: pa.Table | Sequence[pa.Table], small: Sequence[pa.Table],
+                   plan: JoinPlan, small_side: Side) -> pa.Table:
+    """The join of one partition of the large side (or of several, as one) with the whole
+    small side (all its partitions); PlanError when the join kind cannot broadcast
+    ``small_side``."""
     if small_side not in broadcast_sides(plan.how):
         raise PlanError(f"join {plan.node!r}: a {plan.how} join cannot broadcast its "
                         f"{small_side} side", node=plan.node)
+    large = [part] if isinstance(part, pa.Table) else part
     if small_side == "right":
-        left, right = side_frame([part], plan, "left"), side_frame(small, plan, "right")
+        left, right = side_frame(large, plan, "left"), side_frame(small, plan, "right")
     else:
-        left, right = side_frame(small, plan, "left"), side_frame([part], plan, "right")
+        left, right = side_frame(small, plan, "left"), side_frame(large, plan, "right")
     return result_table(join_frames(left, right, plan), plan)

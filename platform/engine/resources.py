@@ -97,6 +97,14 @@ def node_resources() -> list[dict[str, float]]:
     return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
 
 
+def cluster_cpus() -> int:
+    """CPUs of the connected Ray cluster (2 before Ray is up), at least one."""
+    import ray
+
+    cpus = ray.cluster_resources().get("CPU", 2) if ray.is_initialized() else 2
+    return max(1, int(cpus))
+
+
 def format_bytes(n: float) -> str:
     """A byte count for people: ``536870912000`` -> ``'500 GiB'``, ``1536`` -> ``'1.5 KiB'``."""
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, Protocol
 
-import ray
-
+from raysight.engine.resources import cluster_cpus
 from raysight.engine.workflow import Pass, Step, Task, branch, parallel
 from raysight.job import graph_steps as gs
 from raysight.job import steps
@@ -157,8 +156,7 @@ def union_flow(task: TaskFactory, config: Any, node: str) -> Step:
 
 def shard_count() -> int:
     """Shards of a shuffle: one per CPU of the cluster (at least two)."""
-    cpus = ray.cluster_resources().get("CPU", 2) if ray.is_initialized() else 2
-    return max(2, int(cpus))
+    return max(2, cluster_cpus())
 
 
 def absolute_source(source: Any) -> Any:

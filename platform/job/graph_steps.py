@@ -22,6 +22,7 @@ from raysight.analyses.relational.shards import asof_shards, hash_shards
 from raysight.analyses.relational.strategy import choose_strategy
 from raysight.analyses.relational.union import union_schema, union_tables
 from raysight.engine.context import Partitions, StepContext
+from raysight.engine.resources import cluster_cpus
 from raysight.errors import InputError
 from raysight.job.steps import render_chart, write_export
 from raysight.plugins import AnalysisResult, AnalysisSection, Chart, Exporter, ReportContext
@@ -29,6 +30,10 @@ from raysight.tables import conform, portable, unify
 
 # ---------------------------------------------------------------------------------------------
 # joins
+
+#: the most Arrow bytes of the large side one broadcast join task gets (unless a single
+#: partition is larger): bounds a task's memory when a few CPUs face a large side
+GROUP_BYTES = 512 * 2**20
 
 
 @dataclass(frozen=True)
@@ -79,8 +84,9 @@ def small_side(planned: PlannedJoin) -> Partitions:
 
 
 def gather(tables: list[pa.Table], schema: pa.Schema) -> pa.Table:
-    """One table of every partition of a side (moved once, then shared by every task)."""
-    return pa.concat_tables([conform(t, schema) for t in tables]) if tables \
+    """One table of every partition of a side, one chunk per column (moved once, then
+    shared by every task; Polars builds its hash table from one chunk faster)."""
+    return pa.concat_tables([conform(t, schema) for t in tables]).combine_chunks() if tables \
         else schema.empty_table()
 
 
@@ -93,23 +99,57 @@ def gather_inputs(planned: PlannedJoin) -> tuple[Partitions, pa.Schema]:
 
 
 def broadcast_inputs(planned_and_small: tuple[PlannedJoin, Any]) -> tuple[Any, ...]:
-    """Driver step: the large side's partitions, the gathered small side and the plan."""
+    """Driver step: the large side's partitions in groups (one join task each, see
+    :func:`grouped`), the gathered small side and the plan."""
     planned, small = planned_and_small
     large: Side = "right" if planned.small == "left" else "left"
-    return planned.side(large), small, planned.plan, planned.small
+    return grouped(planned.side(large), cluster_cpus()), small, planned.plan, planned.small
 
 
-def broadcast_join(part: pa.Table, small: pa.Table, plan: JoinPlan, side: Side) -> pa.Table:
-    return join_broadcast(part, [small], plan, side)
+def grouped(partitions: Partitions, tasks: int, most_bytes: int = GROUP_BYTES) -> Partitions:
+    """Neighbouring partitions in groups of about equal count, one Partitions each: as many
+    groups as ``tasks`` (or as partitions, if fewer), more where a group would hold over
+    ``most_bytes`` (Arrow bytes from the partitions' reports).
+
+    Each task of a broadcast join builds the small side's hash table again, so a task per
+    partition repeats that work where partitions outnumber CPUs: 1e7 fact rows in 8
+    partitions joined with 1e6 dimension rows took 2.8 s in 8 tasks on 2 CPUs, 1.3 s in 2
+    (benchmarks/bench_graph.py --only join --strategy broadcast). A shuffle splits a group
+    of partitions in one task too: fewer tasks, and fewer, larger shard pieces to join."""
+    count = len(partitions)
+    sizes = [(r.bytes or 0) if r is not None else 0 for r in partitions.reports]
+    sizes += [0] * (count - len(sizes))
+    groups = max(1, min(count, tasks))
+    while True:
+        bounds = [count * g // groups for g in range(groups + 1)]
+        if groups >= count or max(sum(sizes[a:b]) for a, b in zip(bounds, bounds[1:],
+                                                                   strict=False)) <= most_bytes:
+            break
+        groups += 1
+    reports = partitions.reports
+    return Partitions([Partitions(partitions.items[a:b], reports[a:b])
+                       for a, b in zip(bounds, bounds[1:], strict=False) if b > a])
+
+
+def broadcast_join(parts: list[pa.Table], small: pa.Table, plan: JoinPlan,
+                   side: Side) -> pa.Table:
+    """One group of the large side's partitions joined with the whole small side."""
+    return join_broadcast(parts, [small], plan, side)
 
 
 def shard_inputs(planned: PlannedJoin, side: Side) -> tuple[Partitions, JoinPlan, Side]:
-    """Driver step: one side's partitions, to be hash-split by key."""
-    return planned.side(side), planned.plan, side
+    """Driver step: one side's partitions in groups (one split task each, see
+    :func:`grouped`), to be hash-split by key."""
+    return grouped(planned.side(side), cluster_cpus()), planned.plan, side
 
 
-def shard_side(table: pa.Table, plan: JoinPlan, side: Side, shards: int) -> list[pa.Table]:
-    """One partition of one side split into ``shards`` by key (as-of: by its by keys)."""
+def shard_side(tables: list[pa.Table], plan: JoinPlan, side: Side,
+               shards: int) -> list[pa.Table]:
+    """A group of partitions of one side, as one table, split into ``shards`` by key (as-of:
+    by its by keys)."""
+    schema = plan.left_schema if side == "left" else plan.right_schema
+    table = tables[0] if len(tables) == 1 else \
+        pa.concat_tables([conform(t, schema) for t in tables])
     if plan.how == "asof":
         parts = asof_shards(table, plan, side, shards)
         return parts if len(parts) == shards else parts + [table.slice(0, 0)] * (shards - 1)
