@@ -19,7 +19,13 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 from strategies import frames, split
 
-from raysight.analyses.descriptive import Descriptive, DescriptiveConfig, quantile_from_counts
+from raysight.analyses.descriptive import (
+    Descriptive,
+    DescriptiveConfig,
+    merge_value_counts,
+    quantile_from_counts,
+    value_counts,
+)
 from raysight.errors import InputError
 
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -147,6 +153,23 @@ def test_merge_of_merged_states_equals_run_on_the_whole_table(
     whole = op.run(df)
     assert_tables_match(frame(merged.table), frame(whole.table), df)
     assert merged.summary["row_count"] == df.height
+
+
+def test_value_counts_of_a_column_in_several_chunks_with_nulls_equal_a_group_by() -> None:
+    # several chunks with nulls, sorted: Polars 2.1's streaming engine panicked on its rle
+    df = pl.DataFrame({"k": [None, None, 0, 2], "s": ["", "Ù", "Dî", None]})
+    for cut in ([1, 2], [2, 3], [1, 2, 3]):
+        bounds = [0, *cut, df.height]
+        whole = pl.concat([df.slice(a, b - a)
+                           for a, b in zip(bounds, bounds[1:], strict=False)], rechunk=False)
+        for column in ("k", "s"):
+            expected = (whole.drop_nulls(column).group_by(column).len(name="count")
+                        .sort(column).rename({column: "value"})
+                        .with_columns(pl.col("count").cast(pl.Int64)))
+            got = value_counts(whole, column)
+            assert got.to_dicts() == expected.to_dicts()
+            assert merge_value_counts([got, got]).get_column("count").to_list() == \
+                [2 * c for c in expected.get_column("count")]
 
 
 def test_wide_table_of_200_columns_equals_polars() -> None:
