@@ -147,7 +147,7 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
         try:
             return read_only_query(self.config.query or "", self.dialect)
         except ValueError as err:
-            raise InputError(f"{self.where}: {err}", field="query") from None
+            raise InputError(f"{self.where}: {err}") from None
 
     @property
     def _url(self) -> DatabaseUrl | None:
@@ -190,4 +190,4 @@ def _bound(value: Any, kind: pa.DataType) -> Any:
         return float(value)
     except (TypeError, ValueError):
         raise InputError(f"bound {value!r} is not a value of the partition column's type "
-                         f"{kind}", field="bounds") from None
+                         f"{kind}") from None
