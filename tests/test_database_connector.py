@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import os
+import pickle
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -350,7 +351,7 @@ def test_an_unreachable_database_fails_the_job_naming_the_source_and_host(tmp_pa
     message = " ".join(e["message"] for e in result.errors)
     assert "database postgresql://me:***@127.0.0.1:9/test" in message
     assert "cannot connect to 127.0.0.1:9" in message
-    assert result.errors[0]["category"] == "transient"
+    assert result.errors[0]["category"] == "transient" and result.errors[0]["node"] == "rows"
     assert files_contain(Path(result.run_dir), WRONG_PASSWORD) == []
 
 
@@ -463,7 +464,17 @@ def test_a_wrong_password_is_an_input_error_that_never_shows_it(mysql_table, tmp
     message = result.errors[0]["message"]
     assert "database mysql://root:***@127.0.0.1:3306/test" in message
     assert "refused the login" in message and secret not in message
-    assert files_contain(Path(result.run_dir), secret) == []
+    assert result.errors[0]["node"] == "rows"
+    run_dir = Path(result.run_dir)
+    assert "${RAYSIGHT_TEST_PW}" in (run_dir / "spec.json").read_text()
+    assert files_contain(run_dir, secret) == []
+
+
+def test_what_ray_tasks_receive_holds_no_secret():
+    connector = DatabaseConnector(DatabaseSourceConfig(
+        url="mysql://root:${RAYSIGHT_TEST_PW}@127.0.0.1:3306/test", table="t"))
+    shipped = pickle.dumps((connector, connector.plan()))
+    assert WRONG_PASSWORD.encode() not in shipped and b"${RAYSIGHT_TEST_PW}" in shipped
 
 
 def test_postgresql_sessions_are_read_only(pg_table):
