@@ -313,6 +313,15 @@ def test_the_url_is_shown_with_its_password_masked():
         "failed for mysql://root:***@h/x (***)"
 
 
+def test_the_driver_url_resolves_references_and_quotes_what_needs_it(monkeypatch):
+    monkeypatch.setenv("RAYSIGHT_TEST_ODD_PW", "p@ss/w:rd")
+    url = parse_url("postgresql://me:${RAYSIGHT_TEST_ODD_PW}@[::1]:5433/test")
+    assert url.shown == "postgresql://me:***@[::1]:5433/test"
+    assert url.driver_url(2) == "postgresql://me:p%40ss%2Fw%3Ard@[::1]:5433/test?connect_timeout=2"
+    assert parse_url("mariadb://root@db/x").driver_url(1.5) == \
+        "mysql://root@db:3306/x?tcp_connect_timeout_ms=1500"
+
+
 @pytest.mark.parametrize("url,problem", [
     ("oracle://me@db/test", "unsupported database URL scheme 'oracle'"),
     ("sqlite:///tmp/x.db", "named by `path`"),

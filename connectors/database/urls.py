@@ -53,7 +53,8 @@ class DatabaseUrl:
     def shown(self) -> str:
         """The URL for messages: the password (even a reference) masked."""
         auth = self.user + (f":{MASK}" if self.password is not None else "")
-        return f"{self.scheme}://{auth}{'@' if auth else ''}{self.host}:{self.port}/{self.database}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{auth}{'@' if auth else ''}{host}:{self.port}/{self.database}"
 
     def driver_url(self, connect_timeout_s: float) -> str:
         """The URL connectorx connects with, references resolved (InputError for a missing
@@ -69,6 +70,7 @@ class DatabaseUrl:
             params.setdefault("tcp_connect_timeout_ms", str(round(connect_timeout_s * 1000)))
         scheme = "postgresql" if self.dialect == "postgresql" else "mysql"
         host = resolve(self.host)
+        host = f"[{host}]" if ":" in host else host  # an IPv6 address
         return (f"{scheme}://{auth}{'@' if auth else ''}{host}:{self.port}/"
                 f"{quote(resolve(self.database), safe='')}?{urlencode(params)}")
 
