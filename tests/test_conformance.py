@@ -50,11 +50,30 @@ def file_source(folder: Path) -> dict[str, Any]:
     return {"type": "file", "path": str(root), "format": "parquet"}
 
 
+def sqlite_source(folder: Path) -> dict[str, Any]:
+    """The sales table in a SQLite file, read in ranges of its (increasing) timestamps."""
+    import sqlite3
+
+    path = folder / "sales.sqlite"
+    types = {"region": "TEXT", "product": "TEXT", "amount": "REAL", "quantity": "INTEGER",
+             "day": "DATE", "ts": "TIMESTAMP", "note": "TEXT"}
+    rows = [tuple(v.isoformat(sep=" ") if isinstance(v, dt.datetime) else
+                  v.isoformat() if isinstance(v, dt.date) else v for v in row.values())
+            for row in SALES.to_pylist()]
+    with sqlite3.connect(path) as db:
+        db.execute(f"CREATE TABLE sales ({', '.join(f'{c} {t}' for c, t in types.items())})")
+        db.executemany(f"INSERT INTO sales VALUES ({', '.join('?' * len(types))})", rows)
+    db.close()
+    return {"type": "database", "path": str(path), "table": "sales",
+            "partition_column": "ts", "partitions": 3}
+
+
 # ---------------------------------------------------------------------------------------------
 # One example per registered name
 
 EXAMPLES = [
     Example("connector", "file", file_source, SALES),
+    Example("connector", "database", sqlite_source, SALES),
     # preprocessors
     Example("preprocessor", "drop_missing", {"op": "drop_missing", "columns": ["amount",
                                                                                "region"]}, SALES),

@@ -141,3 +141,13 @@ def test_a_version_1_example_runs_as_its_one_analysis_graph(results, name):
     assert result.summary == result.analyses["analysis"]["summary"]
     for node, step in nodes.items():
         assert f"{node}/{step}" in result.execution_path
+
+
+def test_the_sqlite_example_equals_polars_on_the_same_sales(results):
+    result = results["sales_sqlite.yaml"]
+    sales = pl.read_csv(SALES).filter(pl.col("amount") > 0)
+    expected = sales.group_by("region").agg(pl.len().alias("sales_count"),
+                                            pl.col("amount").sum().alias("total_sales"))
+    ours = table_of(result, "sales_by_region.csv")
+    assert_frame_equal(ours.sort("region"), expected.sort("region"), check_dtypes=False)
+    assert result.data_stats["source"]["partitions"] == 5  # four date ranges and NULL dates
