@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import difflib
+import functools
 import logging
 import os
 import socket
@@ -149,8 +150,9 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
         except ValueError as err:
             raise InputError(f"{self.where}: {err}") from None
 
-    @property
+    @functools.cached_property
     def _url(self) -> DatabaseUrl | None:
+        # parsed once (its ${...} references unresolved: pickling it ships no secret)
         return None if self.config.url is None else parse_url(self.config.url)
 
     @property

@@ -169,6 +169,14 @@ class RunContext:
     def key_of(self, task: Task) -> str:
         return self.task_keys.get(id(task), task.name)
 
+    def restorable(self, task: Task) -> dict[str, Any] | None:
+        """The checkpoint entry this run restores ``task`` from instead of running it, if
+        any (driver and reduce steps always run)."""
+        if self.checkpoints is None or not task.checkpoint or task.mode in ("driver", "reduce"):
+            return None
+        entry: dict[str, Any] | None = self.checkpoints.completed(self.key_of(task))
+        return entry
+
     def emit(self, event_type: str, step: str | None = None, **data: Any) -> None:
         if self.replaying:
             data["restored"] = True

@@ -400,13 +400,7 @@ class Executor:
         ctx.trace.record_step(task.name)
         started = time.monotonic()
         key = ctx.key_of(task)
-        entry = None
-        if (
-            ctx.checkpoints is not None
-            and task.checkpoint
-            and task.mode not in ("driver", "reduce")
-        ):
-            entry = ctx.checkpoints.completed(key)
+        entry = ctx.restorable(task)
         if entry is not None:
             outcome = self._restore(task, entry, ctx)
         elif task.mode == "driver":
@@ -579,9 +573,7 @@ def _is_plain_task(node: Step, ctx: RunContext, chain: bool = False) -> bool:
     """A step that can join a batch: one remote call, no hooks, nothing to restore (and, in
     a chain, no circuit breaker, which must be asked before each attempt)."""
     return (isinstance(node, Task) and node.mode == "apply" and node.on_success is None
-            and not (chain and node.circuit_breaker)
-            and (ctx.checkpoints is None or not node.checkpoint
-                 or ctx.checkpoints.completed(ctx.key_of(node)) is None))
+            and not (chain and node.circuit_breaker) and ctx.restorable(node) is None)
 
 
 def _args_of(task: Task, value: Any) -> tuple[Any, ...]:

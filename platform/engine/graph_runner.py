@@ -130,13 +130,9 @@ def _output_tasks(step: Step) -> list[Task] | None:
 
 def _finished_output(step: Step, ctx: RunContext) -> Task | None:
     """The output task of ``step`` whose checkpoint a resumed run can restore, if any."""
-    if ctx.checkpoints is None:
-        return None
-    for task in _output_tasks(step) or []:
-        if (task.checkpoint and task.mode not in ("driver", "reduce", "dynamic")
-                and ctx.checkpoints.completed(ctx.key_of(task)) is not None):
-            return task
-    return None
+    return next((task for task in _output_tasks(step) or []
+                 if task.mode != "dynamic" and ctx.restorable(task) is not None),
+                None)
 
 
 def _skip_node(graph: Graph, name: str, path: str, reason: str, ctx: RunContext) -> None:
