@@ -62,7 +62,7 @@ class FileConnector(Connector[FileSourceConfig]):
         """Raise InputError when the path matches no readable file of the format, or only
         files without data: zero bytes, or a CSV without a header line. (An empty file among
         others of a folder reads as an empty table.)"""
-        fs, files = list_files(self.config)
+        fs, files = list_files(self.config, self.filesystem)
         first = files[0]
         where = shown(fs, first.path)
         if all(f.size == 0 for f in files):
@@ -84,7 +84,7 @@ class FileConnector(Connector[FileSourceConfig]):
 
     def plan(self) -> list[PartitionSpec]:
         """One partition per file (in path order); a file over ``partition_bytes`` is split."""
-        fs, files = list_files(self.config)
+        fs, files = list_files(self.config, self.filesystem)
         delimiter = source_delimiter(self._csv, fs, files, self.config.path)
         partitions: list[PartitionSpec] = []
         for file in files:
@@ -148,7 +148,7 @@ class FileConnector(Connector[FileSourceConfig]):
         """Parse one partition into an Arrow table (InputError for malformed input)."""
         opts = partition.options
         fmt: Format = opts["format"]
-        fs, path = url_to_fs(partition.location)
+        fs, path = self.filesystem(partition.location)
         with translated_errors(shown(fs, path), fmt, partition.label, opts):
             if fmt == "parquet":
                 with fs.open(path, "rb") as f:
@@ -165,7 +165,7 @@ class FileConnector(Connector[FileSourceConfig]):
     def schema(self) -> pa.Schema | None:
         """A Parquet source's schema from its files' footers (their schemas unified); None
         for text formats, whose types are known only once parsed."""
-        fs, files = list_files(self.config)
+        fs, files = list_files(self.config, self.filesystem)
         if any(f.format != "parquet" for f in files):
             return None
         schemas = []
@@ -174,6 +174,11 @@ class FileConnector(Connector[FileSourceConfig]):
                 with fs.open(file.path, "rb") as f:
                     schemas.append(pq.read_schema(f))
         return unify(schemas)
+
+    def filesystem(self, url: str) -> tuple[AbstractFileSystem, str]:
+        """The filesystem and path of ``url``. A subclass adds credentials or an endpoint
+        (object storage); it runs where the files are opened (the driver or a Ray worker)."""
+        return url_to_fs(url)
 
     @property
     def _csv(self) -> CsvOptions:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fsspec import AbstractFileSystem
@@ -23,11 +24,17 @@ class SourceFile:
     format: Format
 
 
-def list_files(config: FileSourceConfig) -> tuple[AbstractFileSystem, list[SourceFile]]:
+#: a URL to its filesystem and path (``fsspec.core.url_to_fs``, or one that adds credentials)
+Resolver = Callable[[str], tuple[AbstractFileSystem, str]]
+
+
+def list_files(
+    config: FileSourceConfig, resolve: Resolver = url_to_fs
+) -> tuple[AbstractFileSystem, list[SourceFile]]:
     """List the source's files in path order, each with its format; raise if none."""
     user_path = config.path
     with translated_errors(user_path, config.format or "file"):
-        fs, root = url_to_fs(user_path)
+        fs, root = resolve(user_path)
         root = root.rstrip("/") or root
         if fs.isfile(root):
             infos = [fs.info(root)]
