@@ -11,9 +11,11 @@ Kernels work on Polars DataFrames and Arrow tables and never import the workflow
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import polars as pl
 import pyarrow as pa
@@ -55,14 +57,48 @@ class PartitionSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ReadHints:
+    """What a job needs of a source, so a connector that can may read less of it.
+
+    ``columns``: the columns the job reads (None: all of them); a connector may return more,
+    and must return each of these that the source has (a missing one is the job's error to
+    report). ``filters``: rows the job keeps, as alternatives (one per consumer of the source)
+    of SQL conditions that must all hold; None when some consumer keeps every row. A
+    connector may skip whole files, row groups or ranges where no row can meet them, and
+    must return every row that may: the job filters the rows itself, so a hint never changes
+    an answer, only what is read.
+    """
+
+    columns: tuple[str, ...] | None = None
+    filters: tuple[tuple[str, ...], ...] | None = None
+
+
+@functools.lru_cache(maxsize=256)
+def condition_columns(condition: str) -> frozenset[str]:
+    """The columns an SQL condition (a ``filter_rows`` condition) reads."""
+    expr = pl.sql_expr(condition)
+    assert isinstance(expr, pl.Expr)
+    return frozenset(expr.meta.root_names())
+
+
 class Connector(Plugin[ConfigT]):
     """Reads a source into Arrow tables, one per partition.
 
     ``check`` runs on the driver before the job starts (cheap: does the file exist?);
     ``plan`` runs in a Ray task and lists the partitions; ``read`` runs in one Ray task per
     partition. Errors are :class:`raysight.errors.InputError` (bad path, malformed file) or
-    :class:`raysight.errors.TransientError` (a service that may come back).
+    :class:`raysight.errors.TransientError` (a service that may come back). ``hints`` say
+    what the job needs of the source (:class:`ReadHints`); a connector may ignore them.
     """
+
+    hints: ReadHints = ReadHints()
+
+    def with_hints(self, hints: ReadHints) -> Self:
+        """A copy of the connector that reads with ``hints`` (the config is shared)."""
+        clone = copy.copy(self)
+        clone.hints = hints
+        return clone
 
     def check(self) -> None:
         """Raise InputError when the source obviously cannot be read."""

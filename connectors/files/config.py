@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from raysight.connectors.files.hive import HiveType
 from raysight.plugins import PluginConfig
 
 MiB = 1 << 20
@@ -80,6 +81,12 @@ class FileSourceConfig(PluginConfig):
     #: split files larger than ``partition_bytes``; turn off for CSV with newlines in quotes
     split_files: bool = True
     recursive: bool = False
+    #: read ``key=value`` folders as columns (see :mod:`.hive`): None when every file lies in
+    #: such folders, True to require it, False never
+    hive: bool | None = None
+    #: the types of partition columns (int64, float64, date, bool, string); by default the
+    #: narrowest that reads every folder's value
+    hive_types: dict[str, HiveType] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _csv_options_need_csv(self) -> FileSourceConfig:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -21,8 +22,16 @@ from raysight.connectors.files.delimited import (
     source_delimiter,
 )
 from raysight.connectors.files.errors import translated_errors
+from raysight.connectors.files.hive import (
+    ARROW_TYPES,
+    partition_columns,
+    typed_values,
+    with_partition_columns,
+)
 from raysight.connectors.files.listing import SourceFile, list_files, shown
+from raysight.connectors.files.parquet import read_parquet
 from raysight.connectors.files.parsing import parse_ndjson, parse_text, read_json_document
+from raysight.connectors.files.pushdown import folder_may_match
 from raysight.connectors.files.ranges import (
     line_ranges,
     part_label,
@@ -86,12 +95,28 @@ class FileConnector(Connector[FileSourceConfig]):
         """One partition per file (in path order); a file over ``partition_bytes`` is split."""
         fs, files = list_files(self.config, self.filesystem)
         delimiter = source_delimiter(self._csv, fs, files, self.config.path)
+        hive = self._hive_columns(files)
         partitions: list[PartitionSpec] = []
+        skipped = 0
         for file in files:
+            values = typed_values(file.relpath, hive, self.config.path)
+            if not folder_may_match(self.hints.filters, values, hive):
+                skipped += 1
+                continue
             with translated_errors(shown(fs, file.path), file.format):
-                partitions.extend(self._plan_file(fs, file, delimiter))
-        log.debug("planned %d partitions for %s", len(partitions), self.config.path)
+                planned = self._plan_file(fs, file, delimiter)
+            partitions.extend(_with_hive(p, values, hive) for p in planned)
+        if not partitions:  # the job keeps no row: read the first file's columns only
+            first = self._plan_file(fs, files[0], delimiter)[0]
+            values = typed_values(files[0].relpath, hive, self.config.path)
+            partitions = [_with_hive(first, values, hive, empty=True)]
+        log.debug("planned %d partitions for %s (%d files skipped by the job's filters)",
+                  len(partitions), self.config.path, skipped)
         return partitions
+
+    def _hive_columns(self, files: list[SourceFile]) -> dict[str, pa.DataType]:
+        return partition_columns([f.relpath for f in files], self.config.hive,
+                                 self.config.hive_types, self.config.path)
 
     def _plan_file(self, fs: AbstractFileSystem, file: SourceFile,
                    delimiter: str | None) -> list[PartitionSpec]:
@@ -147,20 +172,27 @@ class FileConnector(Connector[FileSourceConfig]):
     def read(self, partition: PartitionSpec) -> pa.Table:
         """Parse one partition into an Arrow table (InputError for malformed input)."""
         opts = partition.options
-        fmt: Format = opts["format"]
         fs, path = self.filesystem(partition.location)
-        with translated_errors(shown(fs, path), fmt, partition.label, opts):
-            if fmt == "parquet":
-                with fs.open(path, "rb") as f:
-                    pfile = pq.ParquetFile(f)
-                    if "row_groups" in opts:
-                        return pfile.read_row_groups(opts["row_groups"])
-                    return pfile.read()
-            if fmt == "json":
-                return read_json_document(read_all(fs, path, opts))
-            if fmt == "ndjson":
-                return parse_text(fs, path, opts, parse_ndjson)
-            return parse_text(fs, path, opts, csv_parser(self._csv, opts))
+        where = shown(fs, path)
+        hive = {k: ARROW_TYPES[t] for k, t in opts.get("hive_types", {}).items()}
+        with translated_errors(where, opts["format"], partition.label, opts):
+            table = self._read_format(fs, path, opts, hive)
+        if opts.get("empty"):
+            table = table.slice(0, 0)
+        if hive and (self.hints.columns is None or set(hive) & set(self.hints.columns)):
+            table = with_partition_columns(table, opts["hive"], hive, where)
+        return table
+
+    def _read_format(self, fs: AbstractFileSystem, path: str, opts: dict[str, Any],
+                     hive: dict[str, pa.DataType]) -> pa.Table:
+        fmt: Format = opts["format"]
+        if fmt == "parquet":
+            return read_parquet(fs, path, opts, self.hints, hive)
+        if fmt == "json":
+            return read_json_document(read_all(fs, path, opts))
+        if fmt == "ndjson":
+            return parse_text(fs, path, opts, parse_ndjson)
+        return parse_text(fs, path, opts, csv_parser(self._csv, opts))
 
     def schema(self) -> pa.Schema | None:
         """A Parquet source's schema from its files' footers (their schemas unified); None
@@ -173,7 +205,8 @@ class FileConnector(Connector[FileSourceConfig]):
             with translated_errors(shown(fs, file.path), file.format):
                 with fs.open(file.path, "rb") as f:
                     schemas.append(pq.read_schema(f))
-        return unify(schemas)
+        hive = self._hive_columns(files)
+        return pa.schema([*unify(schemas), *(pa.field(k, t) for k, t in hive.items())])
 
     def filesystem(self, url: str) -> tuple[AbstractFileSystem, str]:
         """The filesystem and path of ``url``. A subclass adds credentials or an endpoint
@@ -183,3 +216,18 @@ class FileConnector(Connector[FileSourceConfig]):
     @property
     def _csv(self) -> CsvOptions:
         return self.config.csv or CsvOptions()
+
+
+def _with_hive(partition: PartitionSpec, values: dict[str, Any],
+               columns: dict[str, pa.DataType], empty: bool = False) -> PartitionSpec:
+    """The partition with its hive folder values (and types) in its options; ``empty``
+    marks the one partition read for its columns when the job's filters keep no file."""
+    extra: dict[str, Any] = {"empty": True} if empty else {}
+    if columns:
+        kinds = {t: k for k, t in ARROW_TYPES.items()}
+        extra.update(hive=values, hive_types={k: kinds[t] for k, t in columns.items()})
+    if not extra:
+        return partition
+    if empty and partition.options.get("format") == "parquet":
+        extra["row_groups"] = []
+    return dataclasses.replace(partition, options={**partition.options, **extra})

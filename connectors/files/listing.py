@@ -40,7 +40,7 @@ def list_files(
             infos = [fs.info(root)]
             base, is_folder = posixpath.dirname(root), False
         elif fs.isdir(root):
-            depth = None if config.recursive else 1
+            depth = None if config.recursive or _partitioned(fs, root, config.hive) else 1
             found = fs.find(root, maxdepth=depth, withdirs=False, detail=True)
             infos = [i for i in found.values() if not _hidden(_relative(i["name"], root))]
             base, is_folder = root, True
@@ -113,6 +113,16 @@ def shown(fs: AbstractFileSystem, path: str) -> str:
     """A path for messages: a local path as is, anything else as its URL."""
     url = fs.unstrip_protocol(path)
     return url.removeprefix("file://")
+
+
+def _partitioned(fs: AbstractFileSystem, root: str, hive: bool | None) -> bool:
+    """Whether a folder holds hive partition folders (``year=2024/``), read recursively."""
+    if hive is False:
+        return False
+    return hive is True or any(
+        info["type"] == "directory" and "=" in posixpath.basename(info["name"].rstrip("/"))
+        for info in fs.ls(root, detail=True)
+    )
 
 
 def _hidden(relpath: str) -> bool:

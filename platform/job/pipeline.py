@@ -54,6 +54,7 @@ from raysight.job.flows import (
 )
 from raysight.job.graph_spec import GraphSpec, parse_graph_spec
 from raysight.job.preflight import known_schemas
+from raysight.job.pushdown import read_hints
 from raysight.job.record import RunRecord
 from raysight.job.result import DONE_STATES, JobResult, write_json_atomic
 from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
@@ -104,10 +105,15 @@ class AnalysisJob:
         self.job_dir = self.run_root / self.job_id
         self.staging = self.job_dir / STAGING
         self.resuming = resume
-        self.connectors = {name: registry.connectors.build(absolute_source(config))
-                           for name, config in spec.sources.items()}
         self.operations = {name: [registry.preprocessors.build(op) for op in d.preprocessing]
                            for name, d in spec.datasets.items()}
+        # each connector knows what the job needs of its source (columns, rows) and may
+        # read less
+        self.connectors = {
+            name: registry.connectors.build(absolute_source(config))
+            .with_hints(read_hints(spec, name, self.operations))
+            for name, config in spec.sources.items()
+        }
         self.kernels = {name: registry.analyses.build(config)
                         for name, config in spec.analyses.items()}
         only = next(iter(spec.analyses))
