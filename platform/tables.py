@@ -3,12 +3,15 @@ layout kernels hand tables on in, and how Ray serializes those tables."""
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import threading
 from typing import Any
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from raysight.errors import InputError
 
@@ -23,6 +26,67 @@ def unify(schemas: list[pa.Schema]) -> pa.Schema:
     except (pa.ArrowInvalid, pa.ArrowTypeError) as err:
         raise InputError(f"partitions of the source have incompatible column types: {err}") \
             from None
+
+
+def column_stats(table: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per column of ``table``: its Arrow type, its nulls, and its min and max (numbers,
+    decimals, booleans, strings, dates and times; NaN left out, as Polars' min/max do);
+    min and max are None for other types and for a column with no value."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        low = high = None
+        if _orderable(column.type) and column.null_count < len(column):
+            try:
+                extremes = pc.min_max(column)
+                low, high = extremes["min"].as_py(), extremes["max"].as_py()
+            except pa.ArrowNotImplementedError:
+                pass
+        out[name] = {"type": str(column.type), "nulls": column.null_count,
+                     "min": low, "max": high}
+    return out
+
+
+def merge_column_stats(parts: list[tuple[int, dict[str, dict[str, Any]]]],
+                       schema: pa.Schema) -> dict[str, dict[str, Any]]:
+    """The statistics of a whole table from its partitions' ``(rows, column_stats)``, with
+    the types of the unified ``schema``; a partition without a column counts its rows as
+    nulls of it. Min and max are JSON-ready (temporal values in ISO 8601, decimals as
+    exact strings)."""
+    out: dict[str, dict[str, Any]] = {}
+    for field_ in schema:
+        name = field_.name
+        present = [stats[name] for _, stats in parts if name in stats]
+        nulls = sum(s["nulls"] for s in present) + sum(
+            rows for rows, stats in parts if name not in stats)
+        out[name] = {"type": str(field_.type), "nulls": nulls,
+                     "min": _json_ready(_extreme(min, [s["min"] for s in present])),
+                     "max": _json_ready(_extreme(max, [s["max"] for s in present]))}
+    return out
+
+
+def _orderable(dtype: pa.DataType) -> bool:
+    t = pa.types
+    return (t.is_integer(dtype) or t.is_floating(dtype) or t.is_decimal(dtype)
+            or t.is_boolean(dtype) or t.is_string(dtype) or t.is_large_string(dtype)
+            or t.is_string_view(dtype) or t.is_temporal(dtype))
+
+
+def _extreme(pick: Any, values: list[Any]) -> Any:
+    known = [v for v in values if v is not None]
+    try:
+        return pick(known) if known else None
+    except TypeError:  # partitions of different types (a date and a string)
+        return None
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, (dt.date, dt.time)):  # datetimes too
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    return value
 
 
 def portable(table: pa.Table) -> pa.Table:

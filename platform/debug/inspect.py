@@ -225,6 +225,8 @@ def _data_lines(source: str, stats: dict[str, Any]) -> list[str]:
     lines = [f"  {source + ': ' if source else ''}" + " · ".join(parts)]
     columns = stats.get("columns") or {}
     if columns:
-        text = ", ".join(f"{k} ({v})" for k, v in columns.items())
+        # a column's statistics, or (before them) its type
+        text = ", ".join(f"{k} ({v['type'] if isinstance(v, dict) else v})"
+                         for k, v in columns.items())
         lines += textwrap.wrap(text, 96, initial_indent="  columns: ", subsequent_indent=" " * 11)
     return lines

@@ -51,6 +51,8 @@ class TaskReport:
     schema: pa.Schema | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: small picklable facts about the output the step chose to report (``StepContext.details``)
+    details: dict[str, Any] = field(default_factory=dict)
     #: where the output was persisted (a checkpointed step)
     checkpoint: dict[str, Any] | None = None
     #: the values a fanout step returned, one partition each
@@ -125,6 +127,8 @@ class StepContext:
     params: dict[str, Any]
     attributes: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    #: small picklable facts about the output for the driver's hooks (column statistics)
+    details: dict[str, Any] = field(default_factory=dict)
     #: the fencing token of the distributed lock held for this attempt (``with_lock``)
     fencing_token: int | None = None
 

@@ -487,7 +487,8 @@ class Executor:
                 continue
             report = TaskReport(step=task.name, attempt=retries + 1, partition=None,
                                 started_at=t0, ended_at=time.time(), worker_pid=os.getpid(),
-                                attributes=sctx.attributes, metrics=sctx.metrics)
+                                attributes=sctx.attributes, metrics=sctx.metrics,
+                                details=sctx.details)
             ctx.trace.add(succeeded_record(report))
             return StepOutcome(task.name, [report], out)
 

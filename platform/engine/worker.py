@@ -117,7 +117,7 @@ def _report(ctx: StepContext, started: float, output: Any) -> TaskReport:
         rows=table.num_rows if is_table else None,
         bytes=table.nbytes if is_table else None,
         schema=table.schema if is_table else None,
-        attributes=ctx.attributes, metrics=ctx.metrics,
+        attributes=ctx.attributes, metrics=ctx.metrics, details=ctx.details,
     )
 
 

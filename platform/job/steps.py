@@ -32,7 +32,7 @@ from raysight.plugins import (
     Preprocessor,
     ReportContext,
 )
-from raysight.tables import conform, to_arrow, unify
+from raysight.tables import column_stats, conform, merge_column_stats, to_arrow, unify
 
 #: the analysis completed and its outputs were committed, but some export could not be
 #: written (each is an entry of ``errors``; the other exports are there)
@@ -71,12 +71,18 @@ def loaded(partitions: Partitions, source: str) -> Loaded:
             "(an empty file, or a JSON document without records)",
             source=source,
         )
+    # a partition restored from a checkpoint has no statistics: then they are unknown (None)
+    parts = [(r.rows or 0, r.details["column_stats"]) for r in partitions.reports
+             if "column_stats" in r.details]
+    known = len(parts) == len(partitions.reports)
     stats = {
         "row_count": partitions.rows,
         "column_count": len(schema),
         "size_bytes": sum(r.bytes or 0 for r in partitions.reports),
         "partitions": len(partitions.reports),
-        "columns": {f.name: str(f.type) for f in schema},
+        # per column: type, nulls, min, max
+        "columns": merge_column_stats(parts, schema) if known else
+        {f.name: {"type": str(f.type), "nulls": None, "min": None, "max": None} for f in schema},
     }
     return Loaded(schema, differs, stats)
 
@@ -94,6 +100,7 @@ def read_partition(
 ) -> pa.Table:
     table = connector.read(partition)
     ctx.set_attribute(f"partition[{ctx.partition}]", partition.label)
+    ctx.details["column_stats"] = column_stats(table)
     return table
 
 
