@@ -21,6 +21,8 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
+from raysight.errors import InputError
+
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
@@ -93,6 +95,12 @@ class Connector(Plugin[ConfigT]):
     """
 
     hints: ReadHints = ReadHints()
+
+    def with_data(self, data: Any) -> Connector[ConfigT]:
+        """A copy that reads ``data``, an object given in Python (a Ray Dataset) rather than
+        named by the config; InputError for a connector that reads only what it names."""
+        raise InputError(f"a {self.name} source reads what its config names; it cannot be "
+                         f"given a {type(data).__name__} object")
 
     def with_hints(self, hints: ReadHints) -> Self:
         """A copy of the connector that reads with ``hints`` (the config is shared)."""

@@ -67,10 +67,18 @@ class Job:
         "sources": {}, "datasets": {}, "joins": {}, "unions": {}, "analyses": {}})
     _lists: dict[str, list[Any]] = field(default_factory=lambda: {
         "visualizations": [], "exports": [], "notifications": []})
+    #: objects given as sources (Ray Datasets), by source name
+    _inputs: dict[str, Any] = field(default_factory=dict)
 
     # -- nodes ----------------------------------------------------------------------------
 
     def source(self, name: str, config: Any = None, /, **fields: Any) -> Node:
+        """A source: a connector config, or a ``ray.data.Dataset`` (a ``ray_dataset``
+        source whose data the run reads from the object store)."""
+        if _is_ray_dataset(config):
+            node = self._add("sources", name, {"type": "ray_dataset", **fields})
+            self._inputs[name] = config
+            return node
         return self._add("sources", name, _config(config, fields))
 
     def dataset(self, name: str, from_: Node | str, preprocessing: list[Any], /) -> Node:
@@ -116,12 +124,15 @@ class Job:
         """The validated spec (SpecError naming every bad field, as for a file)."""
         return parse_graph_spec(self.to_dict(), f"job {self.job_id or '(unnamed)'}")
 
-    def run(self, run_dir: str = "runs", job_id: str | None = None) -> Any:
+    def run(self, run_dir: str = "runs", job_id: str | None = None,
+            keep: list[Node | str] | tuple[Node | str, ...] = ()) -> Any:
         """Validate the job and run it to a terminal state: its JobResult (see
-        :meth:`raysight.job.pipeline.AnalysisJob.run`)."""
+        :meth:`raysight.job.pipeline.AnalysisJob.run`), whose ``datasets`` hold the nodes
+        named in ``keep`` as Ray Datasets."""
         from raysight.job.pipeline import AnalysisJob
 
-        return AnalysisJob(self.spec(), run_dir=run_dir, job_id=job_id).run()
+        return AnalysisJob(self.spec(), run_dir=run_dir, job_id=job_id, inputs=self._inputs,
+                           keep=[_name(n) for n in keep]).run()
 
     def _add(self, section: str, name: str, config: dict[str, Any]) -> Node:
         for other, nodes in self._sections.items():
@@ -145,6 +156,15 @@ def _config(config: Any, fields: dict[str, Any]) -> dict[str, Any]:
     else:
         base = dict(config or {})
     return {**base, **fields}
+
+
+def _is_ray_dataset(value: Any) -> bool:
+    module = type(value).__module__
+    if not module.startswith("ray.data"):
+        return False  # ray is imported only when a Ray object is given
+    import ray.data
+
+    return isinstance(value, ray.data.Dataset)
 
 
 def _reading(from_: Node | str | None, config: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,7 @@ from raysight.job.graph_spec import GraphSpec, parse_graph_spec
 from raysight.job.preflight import known_schemas
 from raysight.job.pushdown import read_hints
 from raysight.job.record import RunRecord
-from raysight.job.result import DONE_STATES, JobResult, write_json_atomic
+from raysight.job.result import DONE_STATES, JobResult, ray_dataset, write_json_atomic
 from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
 from raysight.job.spec import (
     JobSpec,
@@ -96,6 +96,8 @@ class AnalysisJob:
         run_dir: str | Path = "runs",
         job_id: str | None = None,
         resume: bool = False,
+        inputs: Mapping[str, Any] | None = None,
+        keep: Iterable[str] = (),
     ) -> None:
         if isinstance(spec, JobSpec):
             spec = parse_graph_spec(spec.model_dump(mode="json"))
@@ -114,6 +116,17 @@ class AnalysisJob:
             .with_hints(read_hints(spec, name, self.operations))
             for name, config in spec.sources.items()
         }
+        for name, data in (inputs or {}).items():  # objects given in Python (Ray Datasets)
+            if name not in self.connectors:
+                raise InputError(f"inputs names {name!r}, which is not a source of the job "
+                                 f"(sources: {', '.join(self.connectors)})", node=name)
+            self.connectors[name] = self.connectors[name].with_data(data)
+        self.keep = tuple(keep)
+        unknown = [n for n in self.keep if n not in spec.nodes()]
+        if unknown:
+            raise InputError(f"keep names {unknown[0]!r}, which is not a node of the job",
+                             node=unknown[0])
+        self._kept: dict[str, Any] = {}
         self.kernels = {name: registry.analyses.build(config)
                         for name, config in spec.analyses.items()}
         only = next(iter(spec.analyses))
@@ -223,6 +236,7 @@ class AnalysisJob:
             {n: spec.analyses[n].from_ for n in analyses})
         record = self._record
         facts = steps.RunFacts(dict(record.data_stats), dict(record.metrics))
+        self._kept = {n: outputs[n] for n in self.keep}
         return Partitions([outputs[n] for n in analyses]), Partitions(tables), layout, facts
 
     def _notify_flow(self, info: dict[str, Any]) -> Step:
@@ -394,6 +408,10 @@ class AnalysisJob:
             trace=ctx.trace.to_dict(),
         )
         write_json_atomic(self.job_dir / "result.json", result.to_dict())
+        if state in DONE_STATES:
+            result.datasets = {n: ray_dataset(v, n in self.spec.analyses)
+                               for n, v in self._kept.items()}
+        self._kept = {}
         if interrupt is not None:
             raise interrupt
         return result

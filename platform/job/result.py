@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,9 @@ class JobResult:
     execution_path: list[str] = field(default_factory=list)
     steps: dict[str, Any] = field(default_factory=dict)
     trace: dict[str, Any] = field(default_factory=dict)
+    #: the nodes a run was asked to keep (``AnalysisJob(keep=...)``) as Ray Datasets, backed
+    #: by their partitions in the object store; not part of ``result.json``
+    datasets: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -54,7 +58,33 @@ class JobResult:
         return any(e.get("category") in ("invalid_input", "invalid_spec") for e in self.errors)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(replace(self, datasets={}))
+        del data["datasets"]  # Ray Datasets, not JSON: they live in the object store
+        return data
+
+
+def ray_dataset(output: Any, analysis: bool) -> Any:
+    """A node's output as a ``ray.data.Dataset``: a data node's partitions, or an analysis's
+    result table, each made portable (classic string types, which Ray Data reads) by a Ray
+    task where it lies, so no data passes through the driver."""
+    import ray
+
+    items = [output] if analysis else list(output.items)
+    refs = [i if isinstance(i, ray.ObjectRef) else ray.put(i) for i in items]
+    return ray.data.from_arrow_refs([_handout_task().remote(ref) for ref in refs])
+
+
+def _portable_table(value: Any) -> pa.Table:
+    from raysight.tables import portable
+
+    return portable(getattr(value, "table", value))  # an AnalysisResult carries its table
+
+
+@functools.cache
+def _handout_task() -> Any:
+    import ray
+
+    return ray.remote(num_cpus=0.25)(_portable_table)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
