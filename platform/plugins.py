@@ -117,6 +117,13 @@ class Connector(Plugin[ConfigT]):
     def read(self, partition: PartitionSpec) -> pa.Table:
         raise NotImplementedError
 
+    def read_stats(self, partition: PartitionSpec
+                   ) -> tuple[pa.Table, dict[str, dict[str, Any]] | None]:
+        """The partition, with its column statistics (``raysight.tables.column_stats``)
+        when the source has them without a pass over the data (Parquet footers); None lets
+        the job compute them."""
+        return self.read(partition), None
+
     def schema(self) -> pa.Schema | None:
         """The source's schema when it is known without reading its data (a Parquet footer,
         a database catalog), for checks before the job runs; None when it is not."""

@@ -35,7 +35,7 @@ def column_stats(table: pa.Table) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         low = high = None
-        if _orderable(column.type) and column.null_count < len(column):
+        if orderable(column.type) and column.null_count < len(column):
             try:
                 extremes = pc.min_max(column)
                 low, high = extremes["min"].as_py(), extremes["max"].as_py()
@@ -64,7 +64,8 @@ def merge_column_stats(parts: list[tuple[int, dict[str, dict[str, Any]]]],
     return out
 
 
-def _orderable(dtype: pa.DataType) -> bool:
+def orderable(dtype: pa.DataType) -> bool:
+    """Whether column statistics give a min and max for values of ``dtype``."""
     t = pa.types
     return (t.is_integer(dtype) or t.is_floating(dtype) or t.is_decimal(dtype)
             or t.is_boolean(dtype) or t.is_string(dtype) or t.is_large_string(dtype)

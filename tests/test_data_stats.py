@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from raysight.connectors.files.parquet import footer_stats
 from raysight.job.graph_spec import parse_graph_spec
 from raysight.job.pipeline import AnalysisJob
 from raysight.tables import column_stats, merge_column_stats
@@ -113,3 +114,23 @@ def test_a_jobs_result_and_report_hold_each_sources_statistics(tmp_path):
     report = (Path(result.run_dir) / "report.html").read_text()
     assert "<h3>orders</h3>" in report
     assert "<td>🎉</td>" in report and "<td>decimal128(10, 2)</td>" in report
+
+
+def test_parquet_footer_statistics_equal_those_computed_from_the_rows(tmp_path):
+    table = fixture_table().append_column(
+        "ns", pa.array([1, None, 3, 2], pa.timestamp("ns"))).append_column(
+        "small", pa.array([1, -3, None, 7], pa.int8()))
+    pq.write_table(table, tmp_path / "t.parquet", row_group_size=2)
+    metadata = pq.ParquetFile(tmp_path / "t.parquet").metadata
+    for groups in ([0, 1], [1]):
+        rows = table.slice(2) if groups == [1] else table
+        assert footer_stats(metadata, groups, table.schema) == column_stats(rows), groups
+    # an all-NaN row group has no min/max in its footer: the job computes them instead
+    nan = pa.table({"x": [float("nan"), float("nan")]})
+    pq.write_table(nan, tmp_path / "nan.parquet")
+    assert footer_stats(pq.ParquetFile(tmp_path / "nan.parquet").metadata, [0],
+                        nan.schema) is None
+    nested = pa.table({"l": [[1, 2], None]})
+    pq.write_table(nested, tmp_path / "nested.parquet")
+    assert footer_stats(pq.ParquetFile(tmp_path / "nested.parquet").metadata, [0],
+                        nested.schema) is None

@@ -24,6 +24,7 @@ from raysight.connectors.files.delimited import (
 from raysight.connectors.files.errors import translated_errors
 from raysight.connectors.files.hive import (
     ARROW_TYPES,
+    constant_stats,
     partition_columns,
     typed_values,
     with_partition_columns,
@@ -171,28 +172,36 @@ class FileConnector(Connector[FileSourceConfig]):
 
     def read(self, partition: PartitionSpec) -> pa.Table:
         """Parse one partition into an Arrow table (InputError for malformed input)."""
+        return self.read_stats(partition)[0]
+
+    def read_stats(self, partition: PartitionSpec
+                   ) -> tuple[pa.Table, dict[str, dict[str, Any]] | None]:
+        """The partition, with its column statistics from a Parquet file's footer."""
         opts = partition.options
         fs, path = self.filesystem(partition.location)
         where = shown(fs, path)
         hive = {k: ARROW_TYPES[t] for k, t in opts.get("hive_types", {}).items()}
         with translated_errors(where, opts["format"], partition.label, opts):
-            table = self._read_format(fs, path, opts, hive)
+            table, stats = self._read_format(fs, path, opts, hive)
         if opts.get("empty"):
-            table = table.slice(0, 0)
+            table, stats = table.slice(0, 0), None
         if hive and (self.hints.columns is None or set(hive) & set(self.hints.columns)):
             table = with_partition_columns(table, opts["hive"], hive, where)
-        return table
+            stats = None if stats is None else {**stats, **constant_stats(
+                opts["hive"], hive, table.num_rows)}
+        return table, stats
 
     def _read_format(self, fs: AbstractFileSystem, path: str, opts: dict[str, Any],
-                     hive: dict[str, pa.DataType]) -> pa.Table:
+                     hive: dict[str, pa.DataType]
+                     ) -> tuple[pa.Table, dict[str, dict[str, Any]] | None]:
         fmt: Format = opts["format"]
         if fmt == "parquet":
             return read_parquet(fs, path, opts, self.hints, hive)
         if fmt == "json":
-            return read_json_document(read_all(fs, path, opts))
+            return read_json_document(read_all(fs, path, opts)), None
         if fmt == "ndjson":
-            return parse_text(fs, path, opts, parse_ndjson)
-        return parse_text(fs, path, opts, csv_parser(self._csv, opts))
+            return parse_text(fs, path, opts, parse_ndjson), None
+        return parse_text(fs, path, opts, csv_parser(self._csv, opts)), None
 
     def schema(self) -> pa.Schema | None:
         """A Parquet source's schema from its files' footers (their schemas unified); None

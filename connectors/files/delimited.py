@@ -8,6 +8,7 @@ import logging
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 from fsspec import AbstractFileSystem
 from fsspec.utils import infer_compression
@@ -127,11 +128,44 @@ def csv_parser(options: CsvOptions, partition_options: dict[str, Any]) -> Parser
         read_options = pa_csv.ReadOptions(
             use_threads=use_threads, block_size=block_size, **read_kwargs
         )
-        return pa_csv.read_csv(
-            source,
-            read_options=read_options,
-            parse_options=parsing,
-            convert_options=convert_options,
-        )
+        scanned = _HexScan(source)
+        table = pa_csv.read_csv(scanned, read_options=read_options, parse_options=parsing,
+                                convert_options=convert_options)
+        integers = [f.name for f in table.schema if pa.types.is_integer(f.type)]
+        if not (scanned.seen and integers):
+            return table
+        # pyarrow reads 0x... cells as integers, wrapping those over 2^63 to negatives:
+        # such a column is text (as Polars and DuckDB read it)
+        source.seek(0)
+        as_text = pa_csv.read_csv(source, read_options=read_options, parse_options=parsing,
+                                  convert_options=pa_csv.ConvertOptions(
+                                      null_values=options.null_values, strings_can_be_null=True,
+                                      column_types={c: pa.string() for c in integers}))
+        for name in integers:
+            text = as_text.column(name)
+            if pc.any(pc.match_substring_regex(text, r"^\s*[+-]?0[xX]")).as_py():
+                table = table.set_column(table.schema.get_field_index(name), name, text)
+                log.debug("column %s holds hexadecimal text: read as strings", name)
+        return table
 
     return parse
+
+
+class _HexScan:
+    """A stream that notes whether ``0x`` or ``0X`` passed through it (pyarrow reads it)."""
+
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.seen = False
+        self._last = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.source.read(size)
+        if not self.seen and data:
+            window = self._last + data[:1] if self._last else b""
+            self.seen = b"0x" in data or b"0X" in data or window in (b"0x", b"0X")
+            self._last = data[-1:]
+        return data
+
+    def __getattr__(self, name: str) -> Any:  # closed, seekable, tell ... of the source
+        return getattr(self.source, name)

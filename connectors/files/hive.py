@@ -96,6 +96,14 @@ def with_partition_columns(
     return table
 
 
+def constant_stats(values: dict[str, Any], columns: dict[str, pa.DataType], rows: int
+                   ) -> dict[str, dict[str, Any]]:
+    """The column statistics of the partition columns of a file of ``rows`` rows."""
+    return {key: {"type": str(dtype), "nulls": rows if values[key] is None else 0,
+                  "min": values[key] if rows else None, "max": values[key] if rows else None}
+            for key, dtype in columns.items()}
+
+
 def _is_null(value: str) -> bool:
     return value in ("", DEFAULT_PARTITION)
 

@@ -19,12 +19,16 @@ from fsspec.implementations.local import LocalFileSystem
 
 from raysight.connectors.files.pushdown import arrow_filter, partition_expression
 from raysight.plugins import ReadHints
+from raysight.tables import orderable
+
+Stats = dict[str, dict[str, Any]]
 
 
 def read_parquet(fs: AbstractFileSystem, path: str, opts: dict[str, Any], hints: ReadHints,
-                 partition: dict[str, pa.DataType]) -> pa.Table:
+                 partition: dict[str, pa.DataType]) -> tuple[pa.Table, Stats | None]:
     """The partition's row groups (``opts["row_groups"]``, else all) that may hold a kept
-    row, with the columns the job reads (each file column when ``hints.columns`` is None).
+    row, with the columns the job reads (each file column when ``hints.columns`` is None),
+    and their column statistics from the footer (None where it lacks some).
     ``partition`` names the hive partition columns, whose values are in ``opts["hive"]``."""
     with fs.open(path, "rb") as f:
         pfile = pq.ParquetFile(f)
@@ -44,13 +48,56 @@ def read_parquet(fs: AbstractFileSystem, path: str, opts: dict[str, Any], hints:
             groups = sorted(g.id for g in fragment.subset(filter=predicate,
                                                           schema=full).row_groups)
         if not groups:
-            return schema.empty_table() if columns is None else \
-                schema.empty_table().select(columns)
+            empty = schema.empty_table()
+            return (empty if columns is None else empty.select(columns)), None
+        metadata = pfile.metadata
         if isinstance(fs, LocalFileSystem):
-            return pfile.read_row_groups(groups, columns=columns)
+            table = pfile.read_row_groups(groups, columns=columns)
+            return table, footer_stats(metadata, groups, table.schema)
         # the footer and then some (fsspec 2026.9 misreads a sample of just the footer)
-        footer = pfile.metadata.serialized_size + 64 * 1024
+        footer = metadata.serialized_size + 64 * 1024
     # a remote file: fetch the needed column chunks in a few requests, not block by block
     with fsspec.parquet.open_parquet_file(path, fs=fs, columns=columns, row_groups=groups,
                                           engine="pyarrow", footer_sample_size=footer) as f:
-        return pq.ParquetFile(f).read_row_groups(groups, columns=columns)
+        table = pq.ParquetFile(f).read_row_groups(groups, columns=columns)
+    return table, footer_stats(metadata, groups, table.schema)
+
+
+def footer_stats(metadata: pq.FileMetaData, groups: list[int], schema: pa.Schema
+                 ) -> Stats | None:
+    """The column statistics (as :func:`raysight.tables.column_stats` gives them) of row
+    groups ``groups`` from the footer's statistics, which a writer computed from every value
+    (NaN left out); None when a column has none, or is nested."""
+    leaves = {metadata.schema.column(i).path: i for i in range(metadata.num_columns)}
+    out: Stats = {}
+    for field_ in schema:
+        index = leaves.get(field_.name)
+        if index is None:
+            return None  # a nested column: its leaves are named a.b, a.list.element
+        nulls, low, high = 0, None, None
+        for g in groups:
+            group = metadata.row_group(g)
+            stats = group.column(index).statistics
+            if stats is None or not stats.has_null_count:
+                return None
+            nulls += stats.null_count
+            if not orderable(field_.type) or stats.null_count == group.num_rows:
+                continue
+            if not stats.has_min_max:
+                return None  # e.g. a row group of NaN only, or an old writer's strings
+            low = stats.min if low is None else min(low, stats.min)
+            high = stats.max if high is None else max(high, stats.max)
+        out[field_.name] = {"type": str(field_.type), "nulls": nulls,
+                            "min": _as_column_value(low, field_.type),
+                            "max": _as_column_value(high, field_.type)}
+    return out
+
+
+def _as_column_value(value: Any, dtype: pa.DataType) -> Any:
+    """A footer's min or max as the column's own values read back (``Scalar.as_py``)."""
+    if value is None:
+        return None
+    try:
+        return pa.scalar(value, type=dtype).as_py()
+    except (pa.ArrowException, TypeError, ValueError):
+        return value

@@ -98,9 +98,9 @@ def plan_source(_: Any, connector: Connector[Any]) -> list[PartitionSpec]:
 def read_partition(
     partition: PartitionSpec, connector: Connector[Any], ctx: StepContext
 ) -> pa.Table:
-    table = connector.read(partition)
+    table, stats = connector.read_stats(partition)
     ctx.set_attribute(f"partition[{ctx.partition}]", partition.label)
-    ctx.details["column_stats"] = column_stats(table)
+    ctx.details["column_stats"] = column_stats(table) if stats is None else stats
     return table
 
 
