@@ -1,19 +1,18 @@
-"""Object storage sources against moto's S3 server on loopback (a real HTTP S3 API, in a thread
-of this process): objects read back as they were written, in every format; a prefix runs one
-Ray task per object; a missing bucket, key or endpoint fails the job naming the source and the
-problem, without outputs; and no secret reaches the spec copy, results, errors, logs or Ray."""
+"""Object storage sources against moto's S3 server on loopback (a real HTTP S3 API in a thread
+of this process, tests/s3_server.py): objects read back as they were written, in every
+format; a prefix runs one Ray task per object; a missing bucket, key or endpoint fails the job
+naming the source and the problem, without outputs; and no secret reaches the spec copy,
+results, errors, logs or Ray."""
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
 import io
-import logging
 import os
 import pickle
 import socket
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import pytest
 import yaml
 from conftest import job_tasks
 from pydantic import ValidationError
+from s3_server import s3_endpoint
 
 from raysight.cli import main
 from raysight.connectors.files import FileConnector, FileSourceConfig
@@ -69,16 +69,8 @@ TABLE = pa.table({
 
 
 @pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    """moto's S3 API on a free loopback port, for this module."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+def endpoint() -> str:
+    return s3_endpoint()
 
 
 @pytest.fixture
@@ -234,6 +226,8 @@ def test_a_prefix_is_a_folder_and_recursive_includes_sub_prefixes(endpoint, stor
     assert [p.label for p in connector(endpoint, bucket, prefix="x/").plan()] == ["1.csv"]
     assert [p.label for p in connector(endpoint, bucket, prefix="x",
                                        recursive=True).plan()] == ["1.csv", "deeper/2.csv"]
+    assert [p.label for p in connector(endpoint, bucket, prefix="", recursive=True).plan()] \
+        == ["x/1.csv", "x/deeper/2.csv", "xy/3.csv"]
 
 
 def test_a_new_plan_lists_the_bucket_as_it_is_now(endpoint, store, bucket):
@@ -270,6 +264,10 @@ def test_a_file_source_reads_s3_and_memory_urls(endpoint, store, bucket, monkeyp
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     s3 = FileConnector(FileSourceConfig(path=f"s3://{bucket}/f/t.parquet"))
     assert read_all(s3)[1].to_pylist() == TABLE.to_pylist()
+    folder = FileConnector(FileSourceConfig(path=f"s3://{bucket}/f"))
+    assert [p.label for p in folder.plan()] == ["t.parquet"]
+    store.pipe(f"{bucket}/f/u.parquet", parquet_bytes(TABLE))  # s3fs caches listings
+    assert [p.label for p in folder.plan()] == ["t.parquet", "u.parquet"]
 
     import fsspec
 
