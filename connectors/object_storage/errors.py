@@ -22,10 +22,11 @@ def named_errors(where: str, secrets: list[str]) -> Iterator[None]:
     except Exception as exc:
         if not _no_credentials(exc):
             raise
-        raise InputError(f"{where}: no AWS credentials found in the Ray worker: give "
-                         "`access_key_id` and `secret_access_key` (as ${NAME} references), "
-                         "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY where Ray runs, or "
-                         "`anonymous: true` for a public bucket", source=where) from None
+        raise InputError(f"{where}: no AWS credentials where the objects are opened (the Ray "
+                         "workers): give `access_key_id` and `secret_access_key` (as ${NAME} "
+                         "references), set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY where "
+                         "Ray runs, or `anonymous: true` for a public bucket",
+                         source=where) from None
 
 
 def _no_credentials(exc: Exception) -> bool:
