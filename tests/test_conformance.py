@@ -4,6 +4,7 @@ own: small tables with nulls, unicode strings, a one-row and an empty case."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -68,12 +69,32 @@ def sqlite_source(folder: Path) -> dict[str, Any]:
             "partition_column": "ts", "partitions": 3}
 
 
+def object_storage_source(folder: Path) -> dict[str, Any]:
+    """The sales table as Parquet objects of a public bucket of moto's S3 server (read
+    unsigned), one object per part as in ``file_source``."""
+    import s3fs
+    from s3_server import s3_endpoint
+
+    store = s3fs.S3FileSystem(endpoint_url=s3_endpoint(), key="conformance", secret="unused",
+                              skip_instance_cache=True)
+    bucket = f"conformance-{uuid.uuid4().hex[:12]}"
+    store.mkdir(bucket, acl="public-read")
+    for i, (lo, n) in enumerate([(0, 5), (5, 0), (5, 1), (6, 6)]):
+        out = pa.BufferOutputStream()
+        pq.write_table(SALES.slice(lo, n), out)
+        store.pipe(f"{bucket}/sales/part-{i}.parquet", out.getvalue().to_pybytes(),
+                   acl="public-read")
+    return {"type": "object_storage", "bucket": bucket, "prefix": "sales/",
+            "endpoint_url": s3_endpoint(), "anonymous": True}
+
+
 # ---------------------------------------------------------------------------------------------
 # One example per registered name
 
 EXAMPLES = [
     Example("connector", "file", file_source, SALES),
     Example("connector", "database", sqlite_source, SALES),
+    Example("connector", "object_storage", object_storage_source, SALES),
     # preprocessors
     Example("preprocessor", "drop_missing", {"op": "drop_missing", "columns": ["amount",
                                                                                "region"]}, SALES),

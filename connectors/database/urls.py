@@ -10,13 +10,15 @@ Example::
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from raysight.errors import InputError
+from raysight.secrets import MASK, check_references
+from raysight.secrets import redact as redact_secrets
+from raysight.secrets import resolve as resolve_references
 
 Dialect = Literal["postgresql", "mysql", "sqlite"]
 
@@ -29,11 +31,8 @@ SCHEMES: dict[str, Dialect] = {
 }
 DEFAULT_PORTS: dict[Dialect, int] = {"postgresql": 5432, "mysql": 3306}
 
-_REFERENCE = re.compile(r"\$\{([^}]*)\}")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: ``scheme://user:password@`` in any text, for masking driver messages
 _USERINFO = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*@")
-MASK = "***"
 
 
 @dataclass(frozen=True)
@@ -88,10 +87,7 @@ class DatabaseUrl:
 def parse_url(url: str) -> DatabaseUrl:
     """The parts of a ``postgresql://``, ``postgres://``, ``mysql://`` or ``mariadb://`` URL
     (ValueError naming what is wrong: the scheme, a port, a reference)."""
-    for name in _REFERENCE.findall(url):
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"`${{{name}}}` is not an environment variable reference "
-                             "(letters, digits and _)")
+    check_references(url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme == "sqlite":
@@ -123,19 +119,9 @@ def parse_url(url: str) -> DatabaseUrl:
 
 def resolve(text: str) -> str:
     """``text`` with each ``${NAME}`` replaced by the environment variable's value."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise InputError(f"environment variable {name} is not set (the database URL "
-                             f"refers to ${{{name}}})", variable=name)
-        return os.environ[name]
-
-    return _REFERENCE.sub(value, text)
+    return resolve_references(text, "the database URL")
 
 
 def redact(text: str, secrets: list[str]) -> str:
     """``text`` with each secret and any ``scheme://user:password@`` password masked."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return _USERINFO.sub(rf"\g<1>{MASK}@", text)
+    return _USERINFO.sub(rf"\g<1>{MASK}@", redact_secrets(text, secrets))

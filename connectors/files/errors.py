@@ -50,6 +50,30 @@ def translated_errors(
             raise
         # pyarrow reports a truncated footer as OSError ("Couldn't deserialize thrift")
         raise InputError(f"malformed {what} in {where}: {_clean(exc)}", **details) from exc
+    except Exception as exc:
+        if not isinstance(exc, _network_errors()):
+            raise
+        raise TransientError(f"cannot reach {shown}: {exc}", **details) from exc
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """Errors of remote filesystems' HTTP clients that mean "not reachable now" (s3fs raises
+    botocore's, which are not the builtin ConnectionError); imported only once one is raised."""
+    found: list[type[BaseException]] = []
+    try:
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+        from botocore.exceptions import HTTPClientError
+
+        found += [BotoConnectionError, HTTPClientError]
+    except ImportError:
+        pass
+    try:
+        from aiohttp import ClientConnectionError
+
+        found.append(ClientConnectionError)
+    except ImportError:
+        pass
+    return tuple(found)
 
 
 def _clean(exc: BaseException) -> str:

@@ -35,6 +35,8 @@ def list_files(
     user_path = config.path
     with translated_errors(user_path, config.format or "file"):
         fs, root = resolve(user_path)
+        # fsspec reuses a filesystem instance across jobs in a Ray worker: list afresh
+        fs.invalidate_cache()
         root = root.rstrip("/") or root
         if fs.isfile(root):
             infos = [fs.info(root)]
