@@ -21,6 +21,7 @@ from raysight.connectors.files.delimited import (
     source_delimiter,
 )
 from raysight.connectors.files.errors import translated_errors
+from raysight.connectors.files.formats import FORMATS, SchemaReader
 from raysight.connectors.files.listing import SourceFile, list_files, shown
 from raysight.connectors.files.parsing import parse_ndjson, parse_text, read_json_document
 from raysight.connectors.files.ranges import (
@@ -97,6 +98,14 @@ class FileConnector(Connector[FileSourceConfig]):
                    delimiter: str | None) -> list[PartitionSpec]:
         location = fs.unstrip_protocol(file.path)
         options: dict[str, Any] = {"format": file.format}
+        if file.format in FORMATS:
+            target = self.config.partition_bytes if self.config.split_files else None
+            pieces = FORMATS[file.format].pieces(fs, file.path, file.size, target)
+            return [
+                PartitionSpec(part_label(file.relpath, i, len(pieces)), location, piece.nbytes,
+                              {**options, **piece.options})
+                for i, piece in enumerate(pieces)
+            ]
         compression = infer_compression(file.path) if file.format != "parquet" else None
         if compression:
             options["compression"] = compression
@@ -156,6 +165,8 @@ class FileConnector(Connector[FileSourceConfig]):
                     if "row_groups" in opts:
                         return pfile.read_row_groups(opts["row_groups"])
                     return pfile.read()
+            if fmt in FORMATS:
+                return FORMATS[fmt].read(fs, path, opts, self.config)
             if fmt == "json":
                 return read_json_document(read_all(fs, path, opts))
             if fmt == "ndjson":
@@ -163,16 +174,17 @@ class FileConnector(Connector[FileSourceConfig]):
             return parse_text(fs, path, opts, csv_parser(self._csv, opts))
 
     def schema(self) -> pa.Schema | None:
-        """A Parquet source's schema from its files' footers (their schemas unified); None
-        for text formats, whose types are known only once parsed."""
+        """A Parquet, Avro, Arrow IPC or ORC source's schema from its files' headers or
+        footers (their schemas unified); None for text formats and Excel, whose types are
+        known only once parsed."""
         fs, files = list_files(self.config, self.filesystem)
-        if any(f.format != "parquet" for f in files):
-            return None
+        readers = [_schema_reader(f.format) for f in files]
         schemas = []
-        for file in files:
+        for file, read_schema in zip(files, readers, strict=True):
+            if read_schema is None:
+                return None
             with translated_errors(shown(fs, file.path), file.format):
-                with fs.open(file.path, "rb") as f:
-                    schemas.append(pq.read_schema(f))
+                schemas.append(read_schema(fs, file.path))
         return unify(schemas)
 
     def filesystem(self, url: str) -> tuple[AbstractFileSystem, str]:
@@ -183,3 +195,15 @@ class FileConnector(Connector[FileSourceConfig]):
     @property
     def _csv(self) -> CsvOptions:
         return self.config.csv or CsvOptions()
+
+
+def _parquet_schema(fs: AbstractFileSystem, path: str) -> pa.Schema:
+    with fs.open(path, "rb") as f:
+        return pq.read_schema(f)
+
+
+def _schema_reader(fmt: Format) -> SchemaReader | None:
+    """How a file's schema is read without its data; None when only parsing tells."""
+    if fmt == "parquet":
+        return _parquet_schema
+    return FORMATS[fmt].schema if fmt in FORMATS else None
