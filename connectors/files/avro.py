@@ -94,10 +94,7 @@ class Header:
     meta: dict[str, bytes]
     sync: bytes
     end: int  # offset of the first data block
-
-    @property
-    def schema(self) -> Any:
-        return json.loads(self.meta["avro.schema"])
+    schema: Any  # the writer schema, parsed JSON
 
 
 # -- planning -----------------------------------------------------------------------------
@@ -107,7 +104,7 @@ def pieces(fs: AbstractFileSystem, path: str, size: int, target: int | None) -> 
     """Runs of consecutive data blocks of about ``target`` bytes (the whole file when small)."""
     if target is None or size <= target:
         return whole(size)
-    with fs.open(path, "rb") as f, _decoding():
+    with fs.open(path, "rb") as f:
         header = read_header(f)
         blocks = list(block_ranges(f, header, size))
     runs: list[Piece] = []
@@ -128,9 +125,13 @@ def read_header(f: BinaryIO) -> Header:
     if f.read(len(MAGIC)) != MAGIC:
         raise Malformed("not an Avro container file (it does not start with Obj\\x01)")
     f.seek(0)
-    raw = fastavro.schemaless_reader(f, _HEADER_SCHEMA, None)
-    assert isinstance(raw, dict)
-    return Header(dict(raw["meta"]), raw["sync"], f.tell())
+    with _decoding():
+        raw = fastavro.schemaless_reader(f, _HEADER_SCHEMA, None)
+        assert isinstance(raw, dict)
+        meta = dict(raw["meta"])
+        if "avro.schema" not in meta:
+            raise Malformed("the header holds no avro.schema")
+        return Header(meta, raw["sync"], f.tell(), json.loads(meta["avro.schema"]))
 
 
 def block_ranges(f: BinaryIO, header: Header, size: int) -> Iterator[tuple[int, int]]:
@@ -169,16 +170,16 @@ def read(
     fs: AbstractFileSystem, path: str, opts: dict[str, Any], config: FileSourceConfig | None
 ) -> pa.Table:
     """The records of the partition's blocks (the whole file without ``start``)."""
-    with fs.open(path, "rb") as f, _decoding():
+    with fs.open(path, "rb") as f:
         header = read_header(f)
-        writer = header.schema
-        target = arrow_schema(writer)
+        target = arrow_schema(header.schema)
         start = opts.get("start", header.end)
         f.seek(start)
         body = f.read(opts["end"] - start) if "end" in opts else f.read()
-        container = _header_bytes(header, plain_schema(writer)) + body
+    container = _header_bytes(header, plain_schema(header.schema)) + body
+    with _decoding():
         records: list[Any] = list(fastavro.reader(io.BytesIO(container)))
-    if not _is_record(writer):
+    if not _is_record(header.schema):
         records = [{"value": r} for r in records]
     columns = [pa.array([r[field.name] for r in records], type=field.type) for field in target]
     return pa.Table.from_arrays(columns, schema=target)
@@ -186,7 +187,7 @@ def read(
 
 def schema(fs: AbstractFileSystem, path: str) -> pa.Schema:
     """The Arrow schema of an Avro file, from its header alone."""
-    with fs.open(path, "rb") as f, _decoding():
+    with fs.open(path, "rb") as f:
         return arrow_schema(read_header(f).schema)
 
 
@@ -200,16 +201,17 @@ def _header_bytes(header: Header, writer_schema: Any) -> bytes:
 
 @contextmanager
 def _decoding() -> Iterator[None]:
-    """fastavro's and the codecs' errors for damaged bytes as Malformed (named by the caller)."""
+    """What fastavro and the codecs raise on damaged bytes, as Malformed (the caller names
+    the file). Seen by overwriting random bytes of files: IndexError (a union or enum index
+    out of range), EOFError, OverflowError (a runaway varint), zlib.error (deflate), and
+    ValueError (a bad sync marker, header or codec; UnicodeDecodeError, kept as it is)."""
     try:
         yield
-    except (EOFError, zlib.error, SchemaParseException, UnknownType) as exc:
-        raise Malformed(str(exc) or type(exc).__name__) from exc
     except UnicodeError:
         raise  # translated_errors names the file and the encoding problem
-    except ValueError as exc:
-        # fastavro: "cannot read header - is it an avro file?", bad codec, bad varint
-        raise Malformed(str(exc)) from exc
+    except (IndexError, EOFError, OverflowError, zlib.error, ValueError, SchemaParseException,
+            UnknownType) as exc:
+        raise Malformed(str(exc) or type(exc).__name__) from exc
 
 
 # -- schemas ------------------------------------------------------------------------------

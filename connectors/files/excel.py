@@ -7,7 +7,8 @@ rows (before any conversion to Arrow), and it needs no other package.
 
 Cell types are Excel's: every number is a float64 (Excel stores no integers), a date or time
 cell a ``timestamp[ms]`` without time zone, text a string, TRUE/FALSE a bool; a column of
-mixed types becomes strings. A sheet is one partition.
+mixed types becomes strings, an empty one type null (it unifies with the type of the same
+column in other files). A sheet is one partition.
 
 Example::
 
@@ -58,6 +59,11 @@ def read(
     except fastexcel.FastExcelError as exc:
         raise Malformed(str(exc).split("\n", 1)[0]) from exc
     table = pa.Table.from_batches([batch])
+    # an empty column is typed string by fastexcel; null (as pyarrow's CSV reader does) lets
+    # it unify with the column's type in the sheets of other files
+    for i, column in enumerate(table.columns):
+        if column.null_count == table.num_rows:
+            table = table.set_column(i, table.field(i).name, pa.nulls(table.num_rows))
     if not options.header:
         table = table.rename_columns([f"f{i}" for i in range(table.num_columns)])
     return table
