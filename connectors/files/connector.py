@@ -41,17 +41,20 @@ _BLANK = "\ufeff \t\r\n"
 
 
 class FileConnector(Connector[FileSourceConfig]):
-    """Reads CSV, JSON, NDJSON and Parquet files into Arrow tables, one per partition.
+    """Reads CSV, JSON, NDJSON, Parquet, Avro, Arrow IPC, ORC and Excel files into Arrow
+    tables, one per partition (the binary formats but Parquet through :data:`.formats.FORMATS`).
 
     ``PartitionSpec.location`` is the file's full URL (``file:///abs/path.csv``), so a Ray
     worker anywhere can open it. ``PartitionSpec.options`` holds:
 
-    * ``format``: ``csv``, ``json``, ``ndjson`` or ``parquet`` (always);
-    * ``start``, ``end``: the byte range of a split CSV or NDJSON file;
+    * ``format``: one of :data:`~.config.Format` (always);
+    * ``start``, ``end``: the byte range of a split CSV or NDJSON file, or of an Avro file's
+      run of data blocks;
     * ``column_names``: the header of a split CSV file, on its partitions after the first;
     * ``delimiter``: the CSV delimiter of this file;
     * ``compression``: fsspec compression (``gzip``, ``bz2``...) of a compressed text file;
-    * ``row_groups``: the row group indices of a split Parquet file.
+    * ``row_groups``: the row group indices of a split Parquet file;
+    * ``batches``, ``stripes``: ``[lo, hi)`` record batches of an IPC file, stripes of ORC.
     """
 
     name = "file"

@@ -25,7 +25,7 @@ import pyarrow.ipc as ipc
 from fsspec import AbstractFileSystem
 
 from raysight.connectors.files.config import FileSourceConfig
-from raysight.connectors.files.pieces import Piece, even_ranges, open_random_access, whole
+from raysight.connectors.files.pieces import Piece, even_ranges, random_access, whole
 
 _FILE_MAGIC = b"ARROW1"
 
@@ -34,13 +34,10 @@ def pieces(fs: AbstractFileSystem, path: str, size: int, target: int | None) -> 
     """Runs of consecutive record batches of about ``target`` bytes (a stream: one piece)."""
     if target is None or size <= target:
         return whole(size)
-    source = open_random_access(fs, path)
-    try:
+    with random_access(fs, path) as source:
         if not _is_file_format(source):
             return whole(size)
         count = ipc.open_file(source).num_record_batches
-    finally:
-        source.close()
     runs = even_ranges(count, size, target)
     if len(runs) == 1:
         return whole(size)
@@ -51,27 +48,23 @@ def read(
     fs: AbstractFileSystem, path: str, opts: dict[str, Any], config: FileSourceConfig | None
 ) -> pa.Table:
     """The partition's record batches (the whole file or stream without ``batches``)."""
-    # the source is not closed here: a memory-mapped table's buffers point into it
-    source = open_random_access(fs, path)
-    if not _is_file_format(source):
-        return ipc.open_stream(source).read_all()
-    reader = ipc.open_file(source)
-    if "batches" not in opts:
-        return reader.read_all()
-    lo, hi = opts["batches"]
-    return pa.Table.from_batches([reader.get_batch(i) for i in range(lo, hi)],
-                                 schema=reader.schema)
+    with random_access(fs, path) as source:
+        if not _is_file_format(source):
+            return ipc.open_stream(source).read_all()
+        reader = ipc.open_file(source)
+        if "batches" not in opts:
+            return reader.read_all()
+        lo, hi = opts["batches"]
+        return pa.Table.from_batches([reader.get_batch(i) for i in range(lo, hi)],
+                                     schema=reader.schema)
 
 
 def schema(fs: AbstractFileSystem, path: str) -> pa.Schema:
     """The schema of an IPC file (from its footer) or stream (from its first message)."""
-    source = open_random_access(fs, path)
-    try:
+    with random_access(fs, path) as source:
         if _is_file_format(source):
             return ipc.open_file(source).schema
         return ipc.open_stream(source).schema
-    finally:
-        source.close()
 
 
 def _is_file_format(source: Any) -> bool:

@@ -23,18 +23,15 @@ import pyarrow.orc as pa_orc
 from fsspec import AbstractFileSystem
 
 from raysight.connectors.files.config import FileSourceConfig
-from raysight.connectors.files.pieces import Piece, even_ranges, open_random_access, whole
+from raysight.connectors.files.pieces import Piece, even_ranges, random_access, whole
 
 
 def pieces(fs: AbstractFileSystem, path: str, size: int, target: int | None) -> list[Piece]:
     """Runs of consecutive stripes of about ``target`` bytes (the whole file when small)."""
     if target is None or size <= target:
         return whole(size)
-    source = open_random_access(fs, path)
-    try:
+    with random_access(fs, path) as source:
         count = pa_orc.ORCFile(source).nstripes
-    finally:
-        source.close()
     runs = even_ranges(count, size, target)
     if len(runs) == 1:
         return whole(size)
@@ -45,19 +42,16 @@ def read(
     fs: AbstractFileSystem, path: str, opts: dict[str, Any], config: FileSourceConfig | None
 ) -> pa.Table:
     """The partition's stripes (the whole file without ``stripes``)."""
-    source = open_random_access(fs, path)
-    reader = pa_orc.ORCFile(source)
-    if "stripes" not in opts:
-        return reader.read()
-    lo, hi = opts["stripes"]
-    return pa.Table.from_batches([reader.read_stripe(i) for i in range(lo, hi)],
-                                 schema=reader.schema)
+    with random_access(fs, path) as source:
+        reader = pa_orc.ORCFile(source)
+        if "stripes" not in opts:
+            return reader.read()
+        lo, hi = opts["stripes"]
+        return pa.Table.from_batches([reader.read_stripe(i) for i in range(lo, hi)],
+                                     schema=reader.schema)
 
 
 def schema(fs: AbstractFileSystem, path: str) -> pa.Schema:
     """The schema of an ORC file, from its footer."""
-    source = open_random_access(fs, path)
-    try:
+    with random_access(fs, path) as source:
         return pa_orc.ORCFile(source).schema
-    finally:
-        source.close()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +36,13 @@ def even_ranges(count: int, size: int, target: int | None) -> list[tuple[int, in
     return list(zip(cuts, cuts[1:], strict=False))
 
 
-def open_random_access(fs: AbstractFileSystem, path: str) -> Any:
+@contextmanager
+def random_access(fs: AbstractFileSystem, path: str) -> Iterator[Any]:
     """A seekable source for pyarrow: a memory map for a local file (its record batches are
-    then read without a copy), else the fsspec file."""
-    if isinstance(fs, LocalFileSystem):
-        return pa.memory_map(path)
-    return fs.open(path, "rb")
+    then read without a copy), else the fsspec file. Closing it leaves the tables read from
+    it intact (a memory map stays mapped while buffers point into it)."""
+    source = pa.memory_map(path) if isinstance(fs, LocalFileSystem) else fs.open(path, "rb")
+    try:
+        yield source
+    finally:
+        source.close()
