@@ -47,6 +47,7 @@ def extension_names() -> str:
     names = list(EXTENSIONS)
     return f"{', '.join(names[:-1])} or {names[-1]}"
 
+
 _DEFAULT_NULLS = ["", "NA", "N/A", "null", "NULL"]
 class CsvOptions(BaseModel):
     """How CSV text is parsed (the defaults read what Polars and pandas write)."""

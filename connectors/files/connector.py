@@ -181,11 +181,11 @@ class FileConnector(Connector[FileSourceConfig]):
         footers (their schemas unified); None for text formats and Excel, whose types are
         known only once parsed."""
         fs, files = list_files(self.config, self.filesystem)
-        readers = [_schema_reader(f.format) for f in files]
+        read_schema = _schema_reader(files[0].format)  # a source's files share one format
+        if read_schema is None:
+            return None
         schemas = []
-        for file, read_schema in zip(files, readers, strict=True):
-            if read_schema is None:
-                return None
+        for file in files:
             with translated_errors(shown(fs, file.path), file.format):
                 schemas.append(read_schema(fs, file.path))
         return unify(schemas)
