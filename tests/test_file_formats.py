@@ -228,11 +228,14 @@ def test_orc_matches_pyarrow_s_own_reading(tmp_path):
     assert read_all(connector(path)).equals(orc.read_table(path))
 
 
-def test_an_arrow_ipc_stream_is_read_like_a_file(tmp_path):
+def test_an_arrow_ipc_stream_is_read_like_a_file_and_never_split(tmp_path):
     path = tmp_path / "rows.arrows"
     with pa.OSFile(str(path), "wb") as sink, ipc.new_stream(sink, SCHEMA) as writer:
-        writer.write_table(fixture_table())
-    assert_same(read_all(connector(path, format="ipc")), expected("ipc"))
+        for row in ROWS:
+            writer.write_table(fixture_table([row]))
+    conn = connector(path, format="ipc", partition_bytes=64)
+    assert len(conn.plan()) == 1
+    assert_same(read_all(conn), expected("ipc"))
 
 
 @pytest.mark.parametrize("extension", [".feather", ".ipc"])
@@ -420,6 +423,12 @@ def test_a_missing_excel_sheet_is_an_input_error_listing_the_sheets(tmp_path):
 def test_excel_options_are_refused_for_another_format():
     with pytest.raises(ValidationError, match="`excel` options apply to format excel"):
         FileSourceConfig(path="x.csv", format="csv", excel={"sheet": 0})
+
+
+def test_excel_options_are_refused_for_files_of_another_format(tmp_path):
+    path = written(tmp_path, "avro")
+    with pytest.raises(InputError, match=f"`excel` options apply to Excel files; {path} holds"):
+        connector(path, excel={"sheet": 0}).plan()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -24,8 +24,13 @@ A union of several non-null types has no single Arrow column type and is refused
 Reading: fastavro decodes records to Python values (the one row loop of this reader, in
 Cython). Timestamps, dates, times and UUIDs are decoded as their plain ints and strings — the
 header's schema is rewritten without those logical types, which leaves the bytes' meaning
-unchanged — and pyarrow builds the typed columns from them: that halves the decoding time
-against letting fastavro build a ``datetime`` per value (measured on 200k rows).
+unchanged — and pyarrow builds the typed columns from them, one column at a time: 1.1 s for
+200k rows of 8 columns against 2.7 s when fastavro builds a ``datetime`` per value and
+``Table.from_pylist`` takes the records.
+
+Polars' ``read_avro`` decodes in Rust: 0.08 s for those rows against 1.1 s here, but it is marked
+unstable and panics on an Avro map ("not yet implemented", Polars 2.1): a fast path to try
+again when it reads every type.
 
 Splitting: a file larger than ``partition_bytes`` becomes runs of consecutive data blocks;
 a partition reads the header again (for the schema and the sync marker) and its run of

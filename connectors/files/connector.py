@@ -89,6 +89,9 @@ class FileConnector(Connector[FileSourceConfig]):
     def plan(self) -> list[PartitionSpec]:
         """One partition per file (in path order); a file over ``partition_bytes`` is split."""
         fs, files = list_files(self.config, self.filesystem)
+        if self.config.excel is not None and files[0].format != "excel":
+            raise InputError(f"`excel` options apply to Excel files; {self.config.path} holds "
+                             f"{files[0].format} files", path=self.config.path)
         delimiter = source_delimiter(self._csv, fs, files, self.config.path)
         partitions: list[PartitionSpec] = []
         for file in files:
