@@ -539,6 +539,13 @@ def test_the_cli_fails_a_corrupt_file_naming_it_and_writes_no_output(ray_session
     assert exports_under(runs) == []
 
 
+def test_a_gzipped_binary_file_is_refused_naming_it(tmp_path):
+    path = tmp_path / "rows.avro.gz"
+    path.write_bytes(gzip.compress(written(tmp_path, "avro").read_bytes()))
+    with pytest.raises(InputError, match=f"{path} is compressed as a whole"):
+        connector(path).plan()
+
+
 def test_an_unknown_extension_hint_names_every_format(tmp_path):
     path = tmp_path / "rows.dat"
     path.write_text("1\n")

@@ -105,13 +105,7 @@ class FileConnector(Connector[FileSourceConfig]):
         location = fs.unstrip_protocol(file.path)
         options: dict[str, Any] = {"format": file.format}
         if file.format in FORMATS:
-            target = self.config.partition_bytes if self.config.split_files else None
-            pieces = FORMATS[file.format].pieces(fs, file.path, file.size, target)
-            return [
-                PartitionSpec(part_label(file.relpath, i, len(pieces)), location, piece.nbytes,
-                              {**options, **piece.options})
-                for i, piece in enumerate(pieces)
-            ]
+            return self._plan_binary(fs, file, location, options)
         compression = infer_compression(file.path) if file.format != "parquet" else None
         if compression:
             options["compression"] = compression
@@ -155,6 +149,21 @@ class FileConnector(Connector[FileSourceConfig]):
                 | ({"column_names": header} if header is not None and start > 0 else {}),
             )
             for i, (start, end) in enumerate(ranges)
+        ]
+
+    def _plan_binary(self, fs: AbstractFileSystem, file: SourceFile, location: str,
+                     options: dict[str, Any]) -> list[PartitionSpec]:
+        """An Avro, IPC, ORC or Excel file's pieces (:data:`.formats.FORMATS`) as partitions."""
+        if infer_compression(file.path):
+            where = shown(fs, file.path)
+            raise InputError(f"{where} is compressed as a whole: {file.format} files are read "
+                             "uncompressed (decompress it first)", path=where)
+        target = self.config.partition_bytes if self.config.split_files else None
+        pieces = FORMATS[file.format].pieces(fs, file.path, file.size, target)
+        return [
+            PartitionSpec(part_label(file.relpath, i, len(pieces)), location, piece.nbytes,
+                          {**options, **piece.options})
+            for i, piece in enumerate(pieces)
         ]
 
     # -- reading --------------------------------------------------------------------------
