@@ -88,6 +88,14 @@ def object_storage_source(folder: Path) -> dict[str, Any]:
             "endpoint_url": s3_endpoint(), "anonymous": True}
 
 
+def ray_dataset_source(folder: Path) -> tuple[dict[str, Any], Any]:
+    """The sales table as a Ray Dataset of four blocks (one of them empty)."""
+    import ray
+
+    blocks = [ray.put(SALES.slice(lo, n)) for lo, n in [(0, 5), (5, 0), (5, 1), (6, 6)]]
+    return {"type": "ray_dataset"}, ray.data.from_arrow_refs(blocks)
+
+
 # ---------------------------------------------------------------------------------------------
 # One example per registered name
 
@@ -95,6 +103,7 @@ EXAMPLES = [
     Example("connector", "file", file_source, SALES),
     Example("connector", "database", sqlite_source, SALES),
     Example("connector", "object_storage", object_storage_source, SALES),
+    Example("connector", "ray_dataset", ray_dataset_source, SALES),
     # preprocessors
     Example("preprocessor", "drop_missing", {"op": "drop_missing", "columns": ["amount",
                                                                                "region"]}, SALES),
@@ -178,6 +187,7 @@ EXPECTED_FAILURES: dict[str, str] = {
 
 
 @parametrize_with_checks(EXAMPLES, expected_failures=EXPECTED_FAILURES)
+@pytest.mark.usefixtures("ray_session")  # a Ray Dataset source needs the session's Ray
 def test_plugin_conforms(check, tmp_path):
     check(tmp_path)
 

@@ -1,4 +1,5 @@
-"""Files on any fsspec filesystem (CSV, JSON, NDJSON, Parquet) read into Arrow tables.
+"""Files on any fsspec filesystem (CSV, JSON, NDJSON, Parquet, Avro, Arrow IPC, ORC, Excel)
+read into Arrow tables.
 
 A source is one file, a folder or a glob, on a local disk or behind any fsspec URL
 (``file://``, ``memory://``, ``s3://`` ...). :meth:`FileConnector.plan` lists the files in path
@@ -10,16 +11,21 @@ order and makes one partition per file; a file larger than ``partition_bytes`` i
   **Limitation:** this assumes no newline inside a quoted CSV field. For such files set
   ``csv: {newlines_in_values: true}``: they are then parsed accordingly and never split.
 * Parquet into consecutive groups of row groups of about ``partition_bytes`` (compressed).
+* Avro into runs of data blocks, Arrow IPC files into runs of record batches and ORC into
+  runs of stripes (an IPC stream and an Excel workbook are never split).
 
-Compressed text files (``.csv.gz`` ...) and JSON documents that are an array of records are
-never split. Each partition is parsed by pyarrow with its own type inference, so one partition
-may see ``int64`` where another sees ``double``, and a column that is empty in a partition gets
-type ``null``: combining partitions needs schema unification (by column name).
+Compressed text files (``.csv.gz``, ``.bz2``, ``.xz``, ``.zst``) and JSON documents that are
+an array of records are never split. Each text partition is parsed by pyarrow with its own type
+inference, so one partition may see ``int64`` where another sees ``double``, and a column that
+is empty in a partition gets type ``null``: combining partitions needs schema unification (by
+column name).
 
 The package's modules, one concept each: :mod:`.config` (the source's settings),
 :mod:`.listing` (which files, which format), :mod:`.ranges` (byte and row-group ranges),
 :mod:`.delimited` (CSV dialect), :mod:`.parsing` (bytes to tables), :mod:`.errors` (errors that
-name the file) and :mod:`.connector` (the :class:`~raysight.plugins.Connector`).
+name the file), :mod:`.formats` (the binary formats' dispatch table: :mod:`.avro`,
+:mod:`.ipc`, :mod:`.orc`, :mod:`.excel`, and :mod:`.pieces` for their partitions) and
+:mod:`.connector` (the :class:`~raysight.plugins.Connector`).
 
 Example::
 
@@ -31,8 +37,9 @@ Example::
     >>> table = conn.read(conn.plan()[0])
 """
 
-from raysight.connectors.files.config import CsvOptions, FileSourceConfig, Format
+from raysight.connectors.files.config import CsvOptions, ExcelOptions, FileSourceConfig, Format
 from raysight.connectors.files.connector import FileConnector
 from raysight.connectors.files.delimited import sniff_delimiter
 
-__all__ = ["CsvOptions", "FileConnector", "FileSourceConfig", "Format", "sniff_delimiter"]
+__all__ = ["CsvOptions", "ExcelOptions", "FileConnector", "FileSourceConfig", "Format",
+           "sniff_delimiter"]

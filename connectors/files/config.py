@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -12,7 +12,7 @@ from raysight.plugins import PluginConfig
 
 MiB = 1 << 20
 
-Format = Literal["csv", "json", "ndjson", "parquet"]
+Format = Literal["csv", "json", "ndjson", "parquet", "avro", "ipc", "orc", "excel"]
 
 #: file name extension -> format, used when ``format`` is not given
 EXTENSIONS: dict[str, Format] = {
@@ -24,7 +24,30 @@ EXTENSIONS: dict[str, Format] = {
     ".ndjson": "ndjson",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".avro": "avro",
+    ".arrow": "ipc",
+    ".feather": "ipc",
+    ".ipc": "ipc",
+    ".orc": "orc",
+    ".xlsx": "excel",
+    ".xlsm": "excel",
+    ".xlsb": "excel",
+    ".xls": "excel",
+    ".ods": "excel",
 }
+
+
+def format_names() -> str:
+    """The formats a source may name, for messages: ``csv, json, ... or excel``."""
+    names = list(get_args(Format))
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+def extension_names() -> str:
+    """The extensions that imply a format, for messages: ``.csv, .tsv, ... or .ods``."""
+    names = list(EXTENSIONS)
+    return f"{', '.join(names[:-1])} or {names[-1]}"
+
 
 _DEFAULT_NULLS = ["", "NA", "N/A", "null", "NULL"]
 class CsvOptions(BaseModel):
@@ -62,11 +85,32 @@ class CsvOptions(BaseModel):
         return value
 
 
-class FileSourceConfig(PluginConfig):
-    """A file, a folder or a glob of CSV, JSON, NDJSON or Parquet files.
+class ExcelOptions(BaseModel):
+    """Which sheet of a workbook is read, and whether its first row names the columns."""
 
-    ``format`` None takes the format from the file extension (.csv/.tsv/.txt -> csv,
-    .json -> json, .jsonl/.ndjson -> ndjson, .parquet/.pq -> parquet; a folder from the
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    #: a sheet name, or its position (0 is the first sheet)
+    sheet: str | int = 0
+    #: the first row holds the column names; without it columns are named f0, f1, ...
+    header: bool = True
+
+    @field_validator("sheet")
+    @classmethod
+    def _not_negative(cls, value: str | int) -> str | int:
+        if isinstance(value, int) and value < 0:
+            raise ValueError(f"a sheet index counts from 0, got {value}")
+        return value
+
+
+class FileSourceConfig(PluginConfig):
+    """A file, a folder or a glob of CSV, JSON, NDJSON, Parquet, Avro, Arrow IPC, ORC or Excel
+    files.
+
+    ``format`` None takes the format from the file extension (:data:`EXTENSIONS`: .csv/.tsv/
+    .txt -> csv, .json -> json, .jsonl/.ndjson -> ndjson, .parquet/.pq -> parquet, .avro ->
+    avro, .arrow/.feather/.ipc -> ipc, .orc -> orc, .xlsx/.xlsm/.xlsb/.xls/.ods -> excel; a
+    compression suffix such as .gz, .bz2, .xz or .zst is looked through; a folder from the
     extensions of its files). A folder skips files whose name starts with ``.`` or ``_``
     (``_SUCCESS``, ``.crc``); with ``recursive`` it includes subfolders (a glob says so
     itself, with ``**``). A relative local path is resolved where ``check``/``plan`` run.
@@ -76,6 +120,7 @@ class FileSourceConfig(PluginConfig):
     path: str = Field(min_length=1)
     format: Format | None = None
     csv: CsvOptions | None = None
+    excel: ExcelOptions | None = None
     #: target bytes per partition; a larger file is split (see ``split_files``)
     partition_bytes: int = Field(default=64 * MiB, gt=0)
     #: split files larger than ``partition_bytes``; turn off for CSV with newlines in quotes
@@ -92,4 +137,6 @@ class FileSourceConfig(PluginConfig):
     def _csv_options_need_csv(self) -> FileSourceConfig:
         if self.csv is not None and self.format not in (None, "csv"):
             raise ValueError(f"`csv` options apply to format csv, not {self.format}")
+        if self.excel is not None and self.format not in (None, "excel"):
+            raise ValueError(f"`excel` options apply to format excel, not {self.format}")
         return self

@@ -22,6 +22,7 @@ from raysight.connectors.files.delimited import (
     source_delimiter,
 )
 from raysight.connectors.files.errors import translated_errors
+from raysight.connectors.files.formats import FORMATS, SchemaReader
 from raysight.connectors.files.hive import (
     ARROW_TYPES,
     constant_stats,
@@ -50,17 +51,20 @@ _BLANK = "\ufeff \t\r\n"
 
 
 class FileConnector(Connector[FileSourceConfig]):
-    """Reads CSV, JSON, NDJSON and Parquet files into Arrow tables, one per partition.
+    """Reads CSV, JSON, NDJSON, Parquet, Avro, Arrow IPC, ORC and Excel files into Arrow
+    tables, one per partition (the binary formats but Parquet through :data:`.formats.FORMATS`).
 
     ``PartitionSpec.location`` is the file's full URL (``file:///abs/path.csv``), so a Ray
     worker anywhere can open it. ``PartitionSpec.options`` holds:
 
-    * ``format``: ``csv``, ``json``, ``ndjson`` or ``parquet`` (always);
-    * ``start``, ``end``: the byte range of a split CSV or NDJSON file;
+    * ``format``: one of :data:`~.config.Format` (always);
+    * ``start``, ``end``: the byte range of a split CSV or NDJSON file, or of an Avro file's
+      run of data blocks;
     * ``column_names``: the header of a split CSV file, on its partitions after the first;
     * ``delimiter``: the CSV delimiter of this file;
     * ``compression``: fsspec compression (``gzip``, ``bz2``...) of a compressed text file;
-    * ``row_groups``: the row group indices of a split Parquet file.
+    * ``row_groups``: the row group indices of a split Parquet file;
+    * ``batches``, ``stripes``: ``[lo, hi)`` record batches of an IPC file, stripes of ORC.
     """
 
     name = "file"
@@ -95,6 +99,9 @@ class FileConnector(Connector[FileSourceConfig]):
     def plan(self) -> list[PartitionSpec]:
         """One partition per file (in path order); a file over ``partition_bytes`` is split."""
         fs, files = list_files(self.config, self.filesystem)
+        if self.config.excel is not None and files[0].format != "excel":
+            raise InputError(f"`excel` options apply to Excel files; {self.config.path} holds "
+                             f"{files[0].format} files", path=self.config.path)
         delimiter = source_delimiter(self._csv, fs, files, self.config.path)
         hive = self._hive_columns(files)
         partitions: list[PartitionSpec] = []
@@ -123,6 +130,8 @@ class FileConnector(Connector[FileSourceConfig]):
                    delimiter: str | None) -> list[PartitionSpec]:
         location = fs.unstrip_protocol(file.path)
         options: dict[str, Any] = {"format": file.format}
+        if file.format in FORMATS:
+            return self._plan_binary(fs, file, location, options)
         compression = infer_compression(file.path) if file.format != "parquet" else None
         if compression:
             options["compression"] = compression
@@ -168,6 +177,21 @@ class FileConnector(Connector[FileSourceConfig]):
             for i, (start, end) in enumerate(ranges)
         ]
 
+    def _plan_binary(self, fs: AbstractFileSystem, file: SourceFile, location: str,
+                     options: dict[str, Any]) -> list[PartitionSpec]:
+        """An Avro, IPC, ORC or Excel file's pieces (:data:`.formats.FORMATS`) as partitions."""
+        if infer_compression(file.path):
+            where = shown(fs, file.path)
+            raise InputError(f"{where} is compressed as a whole: {file.format} files are read "
+                             "uncompressed (decompress it first)", path=where)
+        target = self.config.partition_bytes if self.config.split_files else None
+        pieces = FORMATS[file.format].pieces(fs, file.path, file.size, target)
+        return [
+            PartitionSpec(part_label(file.relpath, i, len(pieces)), location, piece.nbytes,
+                          {**options, **piece.options})
+            for i, piece in enumerate(pieces)
+        ]
+
     # -- reading --------------------------------------------------------------------------
 
     def read(self, partition: PartitionSpec) -> pa.Table:
@@ -197,6 +221,8 @@ class FileConnector(Connector[FileSourceConfig]):
         fmt: Format = opts["format"]
         if fmt == "parquet":
             return read_parquet(fs, path, opts, self.hints, hive)
+        if fmt in FORMATS:
+            return FORMATS[fmt].read(fs, path, opts, self.config), None
         if fmt == "json":
             return read_json_document(read_all(fs, path, opts)), None
         if fmt == "ndjson":
@@ -204,16 +230,17 @@ class FileConnector(Connector[FileSourceConfig]):
         return parse_text(fs, path, opts, csv_parser(self._csv, opts)), None
 
     def schema(self) -> pa.Schema | None:
-        """A Parquet source's schema from its files' footers (their schemas unified); None
-        for text formats, whose types are known only once parsed."""
+        """A Parquet, Avro, Arrow IPC or ORC source's schema from its files' headers or
+        footers (their schemas unified); None for text formats and Excel, whose types are
+        known only once parsed."""
         fs, files = list_files(self.config, self.filesystem)
-        if any(f.format != "parquet" for f in files):
+        read_schema = _schema_reader(files[0].format)  # a source's files share one format
+        if read_schema is None:
             return None
         schemas = []
         for file in files:
             with translated_errors(shown(fs, file.path), file.format):
-                with fs.open(file.path, "rb") as f:
-                    schemas.append(pq.read_schema(f))
+                schemas.append(read_schema(fs, file.path))
         hive = self._hive_columns(files)
         return pa.schema([*unify(schemas), *(pa.field(k, t) for k, t in hive.items())])
 
@@ -240,3 +267,15 @@ def _with_hive(partition: PartitionSpec, values: dict[str, Any],
     if empty and partition.options.get("format") == "parquet":
         extra["row_groups"] = []
     return dataclasses.replace(partition, options={**partition.options, **extra})
+
+
+def _parquet_schema(fs: AbstractFileSystem, path: str) -> pa.Schema:
+    with fs.open(path, "rb") as f:
+        return pq.read_schema(f)
+
+
+def _schema_reader(fmt: Format) -> SchemaReader | None:
+    """How a file's schema is read without its data; None when only parsing tells."""
+    if fmt == "parquet":
+        return _parquet_schema
+    return FORMATS[fmt].schema if fmt in FORMATS else None

@@ -15,7 +15,10 @@ class Malformed(ValueError):
     """Input that parsed but cannot be a table (a JSON array of numbers)."""
 
 
-_FORMAT_NAMES = {"csv": "CSV", "json": "JSON", "ndjson": "NDJSON", "parquet": "Parquet"}
+_FORMAT_NAMES = {"csv": "CSV", "json": "JSON", "ndjson": "NDJSON", "parquet": "Parquet",
+                 "avro": "Avro", "ipc": "Arrow IPC", "orc": "ORC", "excel": "Excel"}
+#: formats whose reader reports a damaged file as an OSError
+_OSERROR_FORMATS = ("parquet", "orc")
 
 
 @contextmanager
@@ -46,9 +49,10 @@ def translated_errors(
     except (pa.ArrowException, UnicodeError, Malformed) as exc:
         raise InputError(f"malformed {what} in {where}: {_clean(exc)}", **details) from exc
     except OSError as exc:
-        if fmt != "parquet":
+        if fmt not in _OSERROR_FORMATS:
             raise
-        # pyarrow reports a truncated footer as OSError ("Couldn't deserialize thrift")
+        # pyarrow reports a truncated footer as OSError: Parquet "Couldn't deserialize
+        # thrift", ORC "Invalid ORC postscript length", "Not an ORC file"
         raise InputError(f"malformed {what} in {where}: {_clean(exc)}", **details) from exc
     except Exception as exc:
         if not isinstance(exc, _network_errors()):

@@ -11,7 +11,13 @@ from fsspec import AbstractFileSystem
 from fsspec.core import has_magic, url_to_fs
 from fsspec.utils import infer_compression
 
-from raysight.connectors.files.config import EXTENSIONS, FileSourceConfig, Format
+from raysight.connectors.files.config import (
+    EXTENSIONS,
+    FileSourceConfig,
+    Format,
+    extension_names,
+    format_names,
+)
 from raysight.connectors.files.errors import translated_errors
 from raysight.errors import InputError
 
@@ -76,13 +82,13 @@ def _resolve_format(config: FileSourceConfig, names: list[str], is_folder: bool)
     if config.format is not None:
         return config.format
     path = config.path
-    hint = "set `format` (csv, json, ndjson or parquet)"
+    hint = f"set `format` ({format_names()})"
     formats = {format_of(n) for n in names}
     if is_folder:
         formats.discard(None)
         if not formats:
             raise InputError(
-                f"source folder has no .csv, .json, .ndjson or .parquet files: {path}; {hint}",
+                f"source folder has no {extension_names()} files: {path}; {hint}",
                 path=path,
             )
     if None in formats:

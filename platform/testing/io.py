@@ -19,6 +19,7 @@ from raysight.testing.plugins import (
     PluginArg,
     as_frame,
     build_plugin,
+    config_and_data,
     config_dict,
     resolve_plugin,
     result_of,
@@ -36,7 +37,10 @@ def check_connector_reads(plugin: PluginArg, config: ConfigArg, table: pa.Table 
     _, cls = resolve_plugin(plugin, kind)
     expected = as_frame(table, "the table the source holds")
     with workdir(tmp_path) as folder:
-        connector = build_plugin(cls, config_dict(config, folder))
+        settings, data = config_and_data(config, folder)
+        connector = build_plugin(cls, settings)
+        if data is not None:  # a source given in Python (a Ray Dataset)
+            connector = connector.with_data(data)
         connector.check()
         specs = roundtrip(connector.plan())
         assert specs, "plan listed no partitions"

@@ -33,7 +33,9 @@ KINDS: dict[str, tuple[registry.Registry, type, str, bool]] = {
     "notifier": (registry.notifiers, Notifier, "notifications", True),
 }
 
-ConfigArg = Mapping[str, Any] | Callable[[Path], Mapping[str, Any]]
+#: a config, or a function of a scratch folder that makes one (and, for a connector that is
+#: given its data in Python, returns ``(config, data)``)
+ConfigArg = Mapping[str, Any] | Callable[[Path], Any]
 PluginArg = type[Any] | str
 
 
@@ -70,7 +72,13 @@ def workdir(tmp_path: Path | None) -> Iterator[Path]:
 
 
 def config_dict(config: ConfigArg, folder: Path) -> dict[str, Any]:
-    return dict(config(folder) if callable(config) else config)
+    return dict(config_and_data(config, folder)[0])
+
+
+def config_and_data(config: ConfigArg, folder: Path) -> tuple[Mapping[str, Any], Any]:
+    """The config, and the object a connector is given in Python (None for most)."""
+    value = config(folder) if callable(config) else config
+    return value if isinstance(value, tuple) else (value, None)
 
 
 def build_plugin(cls: type[Any], config: Mapping[str, Any]) -> Any:
