@@ -15,6 +15,7 @@ from pathlib import Path
 import fsspec
 import pandas as pd
 import polars as pl
+import polars.testing
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
@@ -763,3 +764,19 @@ def test_a_folder_of_empty_files_is_an_input_error(tmp_path):
     (tmp_path / "b.csv").write_text("")
     with pytest.raises(InputError, match="every file of .* is empty"):
         connector(tmp_path).check()
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_csv_column_of_hexadecimal_cells_is_text_as_polars_reads_it(tmp_path, split):
+    # pyarrow parses 0x... as integers and wraps those past 2**63 to negative numbers
+    rows = [f"0x{(i * 0x9E3779B97F4A7C15) % 2**64:016x},{i},box0x{i}\n" for i in range(2000)]
+    path = tmp_path / "hashes.csv"
+    path.write_text("hash,n,label\n" + "".join(rows))
+    config = FileSourceConfig(path=str(path), partition_bytes=4096 if split else 64 << 20)
+    connector = FileConnector(config)
+    partitions = connector.plan()
+    assert (len(partitions) > 1) == split
+    got = pl.concat([pl.from_arrow(connector.read(p)) for p in partitions])
+    expected = pl.read_csv(path)
+    assert expected.schema["hash"] == pl.String and expected.schema["n"] == pl.Int64
+    polars.testing.assert_frame_equal(got, expected)

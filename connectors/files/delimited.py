@@ -167,5 +167,17 @@ class _HexScan:
             self._last = data[-1:]
         return data
 
-    def __getattr__(self, name: str) -> Any:  # closed, seekable, tell ... of the source
-        return getattr(self.source, name)
+    # what pyarrow asks of a Python stream besides read (never readinto: it would bypass read)
+    closed = property(lambda self: self.source.closed)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def tell(self) -> int:
+        return int(self.source.tell())
+
+    def close(self) -> None:
+        """Leave the source open: the caller closes it (and may read it again)."""
