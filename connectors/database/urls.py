@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -43,7 +43,7 @@ class DatabaseUrl:
     dialect: Dialect
     scheme: str
     user: str
-    password: str | None
+    password: str | None = field(repr=False)  # a literal one never reaches a log line
     host: str
     port: int
     database: str
