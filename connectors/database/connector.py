@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from raysight.connectors.database.sql import (
     split,
 )
 from raysight.connectors.database.urls import DatabaseUrl, Dialect, parse_url
-from raysight.errors import InputError, TransientError
+from raysight.errors import InputError, TransientError, WorkflowError
 from raysight.plugins import Connector, PartitionSpec
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ _READ_ONLY_SESSION: dict[Dialect, str] = {
     "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
     "mysql": "SET SESSION TRANSACTION READ ONLY",
 }
+#: the longest the driver waits for a source's columns before the run (a server that is
+#: slower, or a login that connectorx retries for 30 s, leaves the schema unknown)
+SCHEMA_TIMEOUT_S = 5.0
 
 
 class DatabaseConnector(Connector[DatabaseSourceConfig]):
@@ -61,8 +65,37 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
             raise InputError(f"{self.where}: no such SQLite file", path=path)
 
     def schema(self) -> pa.Schema | None:
-        """None: the columns are known only once connected, which the driver never does
-        (credentials resolve in the workers, and validation must not wait on a server)."""
+        """The columns a read returns (names and Arrow types), from a zero-row query
+        (``LIMIT 0``) sent from the driver; None (unknown: the run finds out) when the URL
+        refers to a variable the driver's environment lacks, or the database does not
+        answer within ``connect_timeout_s`` (at most :data:`SCHEMA_TIMEOUT_S`), refuses the
+        login or the query. So validation never waits long on a server, and never fails
+        where the run would retry or report it with its own error."""
+        if not self.config.resolved:
+            return None
+        url = self._url
+        if url is not None:
+            try:
+                url.driver_url(self.config.timeout_s)
+            except InputError:  # a ${NAME} set only where the workers run
+                return None
+        found: dict[str, Any] = {}
+
+        def fetch() -> None:
+            try:
+                found["schema"] = self._fetch(columns_query(self.source_query())).schema
+            except WorkflowError as err:  # its message names the source, masks the password
+                found["error"] = err
+
+        # a daemon thread: a login connectorx keeps retrying outlives the wait, not the process
+        worker = threading.Thread(target=fetch, name="raysight-db-schema", daemon=True)
+        worker.start()
+        worker.join(min(self.config.timeout_s, SCHEMA_TIMEOUT_S))
+        if "schema" in found:
+            schema: pa.Schema = found["schema"]
+            return schema
+        log.info("the columns of %s are not known before the run: %s", self.where,
+                 found.get("error", "no answer in time"))
         return None
 
     # -- planning -------------------------------------------------------------------------
