@@ -46,7 +46,8 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
 
     ``PartitionSpec.location`` is the URL with its password masked (or the SQLite file);
     ``PartitionSpec.options["query"]`` the partition's SQL. Neither holds a secret: ``${NAME}``
-    references in the URL are resolved in ``plan`` and ``read``, in the Ray worker.
+    references in the URL are resolved in ``plan`` and ``read``, in the Ray worker (and in
+    ``schema``, on the driver, only to ask for the columns).
     """
 
     name = "database"
