@@ -24,8 +24,10 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -45,6 +47,7 @@ from pydantic import (
 
 from raysight.errors import InputError
 
+log = logging.getLogger(__name__)
 #: the environment variable naming a connections file
 CONNECTIONS_ENV = "RAYSIGHT_CONNECTIONS"
 #: the connections file used when neither ``--connections`` nor the variable names one
@@ -181,6 +184,11 @@ def load_connections(path: str | Path | None) -> dict[str, Connection]:
             for e in err.errors())
         raise InputError(f"{path}: invalid connections file\n{problems}",
                          path=str(path)) from None
+    if any(c.url is not None and _literal_password(c.url) for c in found.values()):
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            log.warning("%s holds a password and others may read it (mode %s): chmod 600 it, "
+                        "or use ${NAME} references", path, stat.filemode(mode))
     out = {}
     for name, connection in found.items():
         if connection.path is not None and not os.path.isabs(connection.path):

@@ -324,3 +324,15 @@ def test_resume_looks_the_connection_up_again(tmp_path, sqlite_db):
     (run_dir / "spec.json").write_text(json.dumps(spec))
     resumed = AnalysisJob.resume(spec["job_id"], tmp_path / "runs", connections=file)
     assert resumed.connectors["orders"].config.database_path == str(sqlite_db)
+
+
+def test_a_connections_file_with_a_password_that_others_may_read_is_warned_about(tmp_path,
+                                                                                 caplog):
+    file = secret_connections(tmp_path, port=5432)
+    file.chmod(0o644)
+    load_connections(file)
+    assert "others may read it" in caplog.text and FILE_PASSWORD not in caplog.text
+    caplog.clear()
+    file.chmod(0o600)
+    load_connections(file)
+    assert "others may read it" not in caplog.text
