@@ -576,3 +576,10 @@ def test_a_dataset_operation_naming_a_missing_column_of_a_table_exits_two(sqlite
     err = capsys.readouterr().err
     assert "dataset 'clean', preprocessing[0] (drop_missing): column 'nmae' not found" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_database_spec_reads_back_from_its_spec_json(sqlite_file, tmp_path):
+    spec = parse_graph_spec(job_spec({"type": "database", "path": str(sqlite_file),
+                                      "table": "t"}))
+    kept = AnalysisJob(spec, run_dir=tmp_path / "runs").spec_json()
+    assert parse_graph_spec(json.loads(json.dumps(kept))).sources["rows"] == spec.sources["rows"]

@@ -66,8 +66,10 @@ class DatabaseSourceConfig(PluginConfig):
                              "(a SQLite file) or `connection` (a named connection)")
         if (self.query is None) == (self.table is None):
             raise ValueError("give exactly one of `query` or `table`")
+        # the default, as a dump of the config (spec.json) holds it, is no setting of its own
+        default = type(self).model_fields["partitions"].default
         if self.partition_column is None and (self.bounds is not None
-                                              or "partitions" in self.model_fields_set):
+                                              or self.partitions != default):
             raise ValueError("`partitions` and `bounds` need a `partition_column`")
         if self.url is not None:
             parse_url(self.url)  # a ValueError names what is wrong with it
