@@ -336,3 +336,24 @@ def test_a_connections_file_with_a_password_that_others_may_read_is_warned_about
     file.chmod(0o600)
     load_connections(file)
     assert "others may read it" not in caplog.text
+
+
+def test_a_version_1_job_keeps_the_connections_file_it_was_validated_with(tmp_path, sqlite_db):
+    from raysight.job.pipeline import AnalysisJob
+    from raysight.job.spec import parse_spec
+
+    file = write_connections(tmp_path, {"shop": {"path": str(sqlite_db)}})
+    spec = parse_spec({"source": {"type": "database", "connection": "shop", "table": "orders"},
+                       "analysis": {"type": "descriptive"}}, connections=file)
+    job = AnalysisJob(spec, run_dir=tmp_path / "runs")
+    assert job.connectors["source"].config.database_path == str(sqlite_db)
+
+
+def test_a_spec_on_a_named_connection_reads_back_from_its_spec_json(tmp_path, sqlite_db):
+    from raysight.job.pipeline import AnalysisJob
+
+    file = write_connections(tmp_path, {"shop": {"path": str(sqlite_db)}})
+    kept = AnalysisJob(parse_graph_spec(job(), connections=file),
+                       run_dir=tmp_path / "runs").spec_json()
+    again = parse_graph_spec(json.loads(json.dumps(kept)), connections=file)
+    assert again.sources["orders"].database_path == str(sqlite_db)

@@ -341,11 +341,14 @@ def parse_graph_spec(data: Any, source: str = "spec",
         parse_spec(data, source, connections)
         data = MIGRATIONS[SPEC_VERSION](data)
     try:
-        return graph_spec_model().model_validate(data, context=validation_context(data,
+        spec = graph_spec_model().model_validate(data, context=validation_context(data,
                                                                                   connections))
     except ValidationError as err:
         raise SpecError(f"{source}: invalid job spec\n" + format_errors(err, data),
                         errors=[_loc(e["loc"], data) for e in err.errors()]) from None
+    if isinstance(connections, dict):
+        spec._file_connections = connections
+    return spec
 
 
 def load_graph_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = (),

@@ -97,7 +97,8 @@ class AnalysisJob:
         resume: bool = False,
     ) -> None:
         if isinstance(spec, JobSpec):
-            spec = parse_graph_spec(spec.model_dump(mode="json"))
+            spec = parse_graph_spec(spec.model_dump(mode="json"),
+                                    connections=spec.file_connections)
         self.spec: GraphSpec = spec
         self.job_id = job_id or render_job_id(spec.job_id)
         self.run_root = Path(os.path.abspath(run_dir))  # normalised: no "jobs/../runs"
