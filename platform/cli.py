@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a job spec (YAML or JSON)")
     run.add_argument("spec", help="path to the job spec")
+    _connections_argument(run)
     _connection_arguments(run)
     run.add_argument("--run-dir", default="runs", help="where run folders go (default ./runs)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -46,12 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a job spec without running it")
     validate.add_argument("spec")
+    _connections_argument(validate)
     validate.add_argument("--set", dest="overrides", action="append", default=[],
                           metavar="KEY=VALUE")
 
     resume = sub.add_parser("resume", help="finish an interrupted job from its checkpoints")
     resume.add_argument("job_id")
     resume.add_argument("--run-dir", default="runs")
+    _connections_argument(resume)
     _connection_arguments(resume)
     resume.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="change an execution setting for the rest")
@@ -68,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
                         help="1: one source and one analysis; 2: a job graph (default 1)")
     return parser
+
+
+def _connections_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--connections", default=None, metavar="FILE",
+                        help="the named connections file (default: RAYSIGHT_CONNECTIONS, else "
+                             "~/.config/raysight/connections.yaml if it exists); the spec's "
+                             "own `connections:` win for the same name")
 
 
 def _connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -98,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "resume":
             from raysight.job.pipeline import AnalysisJob
 
-            return _run(AnalysisJob.resume(args.job_id, args.run_dir, args.overrides), args)
+            return _run(AnalysisJob.resume(args.job_id, args.run_dir, args.overrides,
+                                           args.connections), args)
         from raysight.job.graph_spec import load_graph_spec
         from raysight.job.pipeline import AnalysisJob
 
-        spec = load_graph_spec(args.spec, args.overrides)
+        spec = load_graph_spec(args.spec, args.overrides, args.connections)
         if args.command == "validate":
             print(f"{args.spec}: valid ({_described(spec)})")
             return EXIT_OK

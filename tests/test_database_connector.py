@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import json
 import os
 import pickle
 import sqlite3
@@ -490,3 +491,95 @@ def test_postgresql_sessions_are_read_only(pg_table):
     _, table = read_all({"url": PG_URL,
                          "query": "SELECT current_setting('transaction_read_only') AS ro"})
     assert table.column("ro").to_pylist() == ["on"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The schema before the run
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mariadb"])
+def test_the_schema_before_the_run_is_the_one_a_read_returns(backend, request):
+    if backend == "sqlite":
+        source = {"path": str(request.getfixturevalue("sqlite_file")), "table": "t"}
+    else:
+        name = request.getfixturevalue("pg_table" if backend == "postgresql" else "mysql_table")
+        source = {"url": PG_URL if backend == "postgresql" else MYSQL_URL, "table": name}
+    known = DatabaseConnector(DatabaseSourceConfig(**source)).schema()
+    _, table = read_all(source)
+    assert known is not None and known.names == COLUMNS
+    assert known == table.schema
+    split = read_all({**source, "partition_column": "id", "partitions": 2})[1]
+    assert known == split.schema
+
+
+def test_the_schema_of_a_query_is_the_one_its_read_returns(sqlite_file):
+    source = {"path": str(sqlite_file), "query": "SELECT id, n * 2 AS twice, name FROM t"}
+    known = DatabaseConnector(DatabaseSourceConfig(**source)).schema()
+    assert known is not None and known == read_all(source)[1].schema
+
+
+def test_the_schema_is_unknown_when_the_server_does_not_answer():
+    connector = DatabaseConnector(DatabaseSourceConfig(
+        url="postgresql://me:${RAYSIGHT_TEST_PW}@127.0.0.1:9/test", table="t",
+        connect_timeout_s=1))
+    assert connector.schema() is None  # the run retries it and reports it
+
+
+def test_the_schema_is_unknown_when_the_driver_lacks_a_variable_of_the_url(monkeypatch):
+    monkeypatch.delenv("RAYSIGHT_NO_SUCH_VAR", raising=False)
+    connector = DatabaseConnector(DatabaseSourceConfig(
+        url="postgresql://postgres:${RAYSIGHT_NO_SUCH_VAR}@127.0.0.1:5432/test", table="t"))
+    assert connector.schema() is None  # it may be set where the workers run
+
+
+def test_the_schema_is_unknown_for_a_table_that_does_not_exist(sqlite_file):
+    connector = DatabaseConnector(DatabaseSourceConfig(path=str(sqlite_file), table="nope"))
+    assert connector.schema() is None  # the run's load step reports it, with its node
+
+
+def job_spec(source: dict[str, Any], **nodes: Any) -> dict[str, Any]:
+    return {"version": 2, "job_id": f"db_check_{uuid.uuid4().hex[:8]}",
+            "sources": {"rows": source},
+            "analyses": {"profile": {"from": "rows", "type": "descriptive",
+                                     "columns": ["id"]}}, **nodes}
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_analysis_naming_a_column_the_table_lacks_is_refused_before_the_run(
+        backend, request, tmp_path):
+    if backend == "sqlite":
+        source = {"type": "database", "path": str(request.getfixturevalue("sqlite_file")),
+                  "table": "t"}
+    else:
+        source = {"type": "database", "url": PG_URL, "table": request.getfixturevalue("pg_table")}
+    spec = job_spec(source, analyses={"by_day": {
+        "from": "rows", "type": "aggregation", "group_by": ["dya"],
+        "metrics": [{"column": "ratio", "function": "sum", "alias": "total"}]}})
+    with pytest.raises(InputError, match=r"analysis 'by_day' \(of 'rows'\).*'dya'.*did you "
+                                         r"mean 'day'") as err:
+        AnalysisJob(parse_graph_spec(spec), run_dir=tmp_path / "runs").run()
+    assert err.value.details["field"] == "analyses.by_day"
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_dataset_operation_naming_a_missing_column_of_a_table_exits_two(sqlite_file, tmp_path,
+                                                                          capsys):
+    from raysight.cli import main
+
+    spec = job_spec({"type": "database", "path": str(sqlite_file), "table": "t"},
+                    datasets={"clean": {"from": "rows", "preprocessing": [
+                        {"op": "drop_missing", "columns": ["nmae"]}]}},
+                    analyses={"profile": {"from": "clean", "type": "descriptive"}})
+    path = tmp_path / "job.json"
+    path.write_text(json.dumps(spec))
+    assert main(["run", str(path), "--run-dir", str(tmp_path / "runs"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "dataset 'clean', preprocessing[0] (drop_missing): column 'nmae' not found" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_database_spec_reads_back_from_its_spec_json(sqlite_file, tmp_path):
+    spec = parse_graph_spec(job_spec({"type": "database", "path": str(sqlite_file),
+                                      "table": "t"}))
+    kept = AnalysisJob(spec, run_dir=tmp_path / "runs").spec_json()
+    assert parse_graph_spec(json.loads(json.dumps(kept))).sources["rows"] == spec.sources["rows"]

@@ -2,7 +2,10 @@
 
 A source is a read-only query or a table; a ``partition_column`` splits it into ranges read
 in parallel, one Ray task each. ``${NAME}`` references in the URL are resolved from the
-environment only in the Ray workers that connect, and passwords are masked in every message.
+environment only where a connection is made (the Ray workers; the driver for the columns
+check of :meth:`~.connector.DatabaseConnector.schema`), and passwords are masked in every
+message. A source may name a connection (``connection: warehouse``) of the spec's
+``connections:`` section or of a connections file instead (:mod:`raysight.connections`).
 
 The package's modules, one concept each: :mod:`.config` (the source's settings),
 :mod:`.urls` (URLs, references, masking), :mod:`.readonly` (the read-only guard),

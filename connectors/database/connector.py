@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from raysight.connectors.database.sql import (
     split,
 )
 from raysight.connectors.database.urls import DatabaseUrl, Dialect, parse_url
-from raysight.errors import InputError, TransientError
+from raysight.errors import InputError, TransientError, WorkflowError
 from raysight.plugins import Connector, PartitionSpec
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,9 @@ _READ_ONLY_SESSION: dict[Dialect, str] = {
     "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
     "mysql": "SET SESSION TRANSACTION READ ONLY",
 }
+#: the longest the driver waits for a source's columns before the run (a server that is
+#: slower, or a login that connectorx retries for 30 s, leaves the schema unknown)
+SCHEMA_TIMEOUT_S = 5.0
 
 
 class DatabaseConnector(Connector[DatabaseSourceConfig]):
@@ -42,7 +46,8 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
 
     ``PartitionSpec.location`` is the URL with its password masked (or the SQLite file);
     ``PartitionSpec.options["query"]`` the partition's SQL. Neither holds a secret: ``${NAME}``
-    references in the URL are resolved in ``plan`` and ``read``, in the Ray worker.
+    references in the URL are resolved in ``plan`` and ``read``, in the Ray worker (and in
+    ``schema``, on the driver, only to ask for the columns).
     """
 
     name = "database"
@@ -51,15 +56,47 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
     # -- driver ---------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Raise InputError for a query that is not read-only or a SQLite file that does not
-        exist (the URL was parsed with the config); connects to nothing."""
+        """Raise InputError for a query that is not read-only, a SQLite file that does not
+        exist or a named connection that was not resolved (the URL was parsed with the
+        config); connects to nothing."""
+        self._require_resolved()
         self.source_query()
-        if self.config.path is not None and not Path(self.config.path).is_file():
-            raise InputError(f"{self.where}: no such SQLite file", path=self.config.path)
+        path = self.config.database_path
+        if path is not None and not Path(path).is_file():
+            raise InputError(f"{self.where}: no such SQLite file", path=path)
 
     def schema(self) -> pa.Schema | None:
-        """None: the columns are known only once connected, which the driver never does
-        (credentials resolve in the workers, and validation must not wait on a server)."""
+        """The columns a read returns (names and Arrow types), from a zero-row query
+        (``LIMIT 0``) sent from the driver; None (unknown: the run finds out) when the URL
+        refers to a variable the driver's environment lacks, or the database does not
+        answer within ``connect_timeout_s`` (at most :data:`SCHEMA_TIMEOUT_S`), refuses the
+        login or the query. So validation never waits long on a server, and never fails
+        where the run would retry or report it with its own error."""
+        if not self.config.resolved:
+            return None
+        url = self._url
+        if url is not None:
+            try:
+                url.driver_url(self.config.timeout_s)
+            except InputError:  # a ${NAME} set only where the workers run
+                return None
+        found: dict[str, Any] = {}
+
+        def fetch() -> None:
+            try:
+                found["schema"] = self._fetch(columns_query(self.source_query())).schema
+            except WorkflowError as err:  # its message names the source, masks the password
+                found["error"] = err
+
+        # a daemon thread: a login connectorx keeps retrying outlives the wait, not the process
+        worker = threading.Thread(target=fetch, name="raysight-db-schema", daemon=True)
+        worker.start()
+        worker.join(min(self.config.timeout_s, SCHEMA_TIMEOUT_S))
+        if "schema" in found:
+            schema: pa.Schema = found["schema"]
+            return schema
+        log.info("the columns of %s are not known before the run: %s", self.where,
+                 found.get("error", "no answer in time"))
         return None
 
     # -- planning -------------------------------------------------------------------------
@@ -106,12 +143,13 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
     def _fetch(self, sql: str) -> pa.Table:
         import connectorx as cx  # heavy (a Rust extension): load it in the workers only
 
+        self._require_resolved()
         url = self._url
         if url is None:
             driver_url, pre = self._sqlite_url(), []
         else:
             try:
-                driver_url = url.driver_url(self.config.connect_timeout_s)
+                driver_url = url.driver_url(self.config.timeout_s)
             except InputError as err:
                 raise InputError(f"{self.where}: {err}", **err.details) from None
             # connectorx's pool retries a refused connection for 30 s: a port that does not
@@ -126,7 +164,7 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
     def _reach(self, url: DatabaseUrl) -> None:
         try:
             with socket.create_connection((url.host, url.port),
-                                          timeout=self.config.connect_timeout_s):
+                                          timeout=self.config.timeout_s):
                 pass
         except OSError as err:
             raise TransientError(f"{self.where}: cannot connect to {url.host}:{url.port}: "
@@ -134,10 +172,17 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
                                  host=url.host, port=url.port) from None
 
     def _sqlite_url(self) -> str:
-        path = os.path.abspath(self.config.path or "")
+        path = os.path.abspath(self.config.database_path or "")
         if not os.path.isfile(path):  # connectorx would create an empty database
             raise InputError(f"{self.where}: no such SQLite file", path=path)
         return f"sqlite://{path}"
+
+    def _require_resolved(self) -> None:
+        if not self.config.resolved:
+            raise InputError(f"database source: connection {self.config.connection!r} was not "
+                             "resolved (validate the job spec with its connections: "
+                             "parse_graph_spec(data, connections=...))",
+                             connection=self.config.connection)
 
     # -- what every step shares -----------------------------------------------------------
 
@@ -152,8 +197,10 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
 
     @functools.cached_property
     def _url(self) -> DatabaseUrl | None:
-        # parsed once (its ${...} references unresolved: pickling it ships no secret)
-        return None if self.config.url is None else parse_url(self.config.url)
+        # parsed once (its ${...} references unresolved: pickling it ships no value of the
+        # environment; a literal password of a connections file travels only pickled)
+        url = self.config.database_url
+        return None if url is None else parse_url(url)
 
     @property
     def dialect(self) -> Dialect:
@@ -162,9 +209,12 @@ class DatabaseConnector(Connector[DatabaseSourceConfig]):
 
     @property
     def where(self) -> str:
-        """The source in messages: ``database postgresql://me:***@host:5432/db``."""
+        """The source in messages: ``database postgresql://me:***@host:5432/db`` (and the
+        connection's name: ``database 'warehouse' (postgresql://...)``)."""
         url = self._url
-        return f"database {url.shown if url is not None else 'sqlite ' + str(self.config.path)}"
+        place = url.shown if url is not None else f"sqlite {self.config.database_path}"
+        name = self.config.connection
+        return f"database {place}" if name is None else f"database {name!r} ({place})"
 
 
 def _splittable(kind: pa.DataType) -> bool:

@@ -11,7 +11,7 @@ Example::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -42,7 +42,7 @@ class DatabaseUrl:
     dialect: Dialect
     scheme: str
     user: str
-    password: str | None
+    password: str | None = field(repr=False)  # a literal one never reaches a log line
     host: str
     port: int
     database: str

@@ -57,6 +57,13 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from raysight import registry
 from raysight.analyses.aliases import CustomForm, resolve_custom
 from raysight.analyses.relational.config import JoinConfig, UnionConfig
+from raysight.connections import (
+    Connection,
+    connections_file,
+    load_connections,
+    uses_connections,
+    validation_context,
+)
 from raysight.engine.graph import find_cycle
 from raysight.job.spec import (
     MIGRATIONS,
@@ -310,32 +317,46 @@ def graph_json_schema() -> dict[str, Any]:
     return graph_spec_model().model_json_schema(by_alias=True)
 
 
-def parse_graph_spec(data: Any, source: str = "spec") -> GraphSpec:
+def parse_graph_spec(data: Any, source: str = "spec",
+                     connections: dict[str, Connection] | str | Path | None = None) -> GraphSpec:
     """Validate a job spec dict of any version into its graph: an older spec is first
     validated as what it is (its errors name its own fields: ``analysis.group_by``), then
-    migrated to version 2. Raises SpecError naming every bad field."""
+    migrated to version 2. Raises SpecError naming every bad field.
+
+    A source's ``connection: <name>`` is looked up in the spec's ``connections:`` section,
+    then in ``connections``: the connections a file defines, or a connections file (by
+    default the one :func:`raysight.connections.connections_file` finds, read only when a
+    source names a connection). The resolved source carries the connection's URL as
+    written; the spec (and its dump, ``spec.json``) keeps ``connection: <name>``."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
+    if uses_connections(data) and not isinstance(connections, dict):
+        connections = load_connections(connections_file(connections))  # read once
     version = data.get("version", SPEC_VERSION)
     if isinstance(version, int) and version > GRAPH_VERSION:
         raise SpecError(f"{source}: spec version {version} is newer than this raysight "
                         f"understands (up to {GRAPH_VERSION}); upgrade raysight")
     if version != GRAPH_VERSION:
         data = migrate(data, source)
-        parse_spec(data, source)
+        parse_spec(data, source, connections)
         data = MIGRATIONS[SPEC_VERSION](data)
     try:
-        return graph_spec_model().model_validate(data)
+        spec = graph_spec_model().model_validate(data, context=validation_context(data,
+                                                                                  connections))
     except ValidationError as err:
         raise SpecError(f"{source}: invalid job spec\n" + format_errors(err, data),
                         errors=[_loc(e["loc"], data) for e in err.errors()]) from None
+    if isinstance(connections, dict):
+        spec._file_connections = connections
+    return spec
 
 
-def load_graph_spec(path: str | Path,
-                    overrides: list[str] | tuple[str, ...] = ()) -> GraphSpec:
+def load_graph_spec(path: str | Path, overrides: list[str] | tuple[str, ...] = (),
+                    connections: dict[str, Connection] | str | Path | None = None) -> GraphSpec:
     """A YAML or JSON spec file of any version, validated into its graph (see
-    :func:`parse_graph_spec`); ``overrides`` are ``key.path=value`` items."""
-    return parse_graph_spec(read_spec_file(path, overrides), str(path))
+    :func:`parse_graph_spec`); ``overrides`` are ``key.path=value`` items, ``connections``
+    a connections file (``--connections``) or the connections one defines."""
+    return parse_graph_spec(read_spec_file(path, overrides), str(path), connections)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -100,7 +100,8 @@ class AnalysisJob:
         keep: Iterable[str] = (),
     ) -> None:
         if isinstance(spec, JobSpec):
-            spec = parse_graph_spec(spec.model_dump(mode="json"))
+            spec = parse_graph_spec(spec.model_dump(mode="json"),
+                                    connections=spec.file_connections)
         self.spec: GraphSpec = spec
         self.job_id = job_id or render_job_id(spec.job_id)
         self.run_root = Path(os.path.abspath(run_dir))  # normalised: no "jobs/../runs"
@@ -140,10 +141,12 @@ class AnalysisJob:
 
     @classmethod
     def resume(cls, job_id: str, run_dir: str | Path = "runs",
-               overrides: list[str] | tuple[str, ...] = ()) -> AnalysisJob:
+               overrides: list[str] | tuple[str, ...] = (),
+               connections: str | Path | None = None) -> AnalysisJob:
         """The job of an earlier run, to be finished from its checkpoints: steps whose output
         was persisted are restored, the rest run. ``overrides`` may change execution
-        settings (``execution.timeout_s=600``)."""
+        settings (``execution.timeout_s=600``); ``connections`` is the connections file its
+        sources' named connections are looked up in again (``spec.json`` keeps the names)."""
         job_dir = Path(os.path.abspath(run_dir)) / job_id
         spec_file = job_dir / SPEC_FILE
         if not spec_file.exists():
@@ -155,8 +158,8 @@ class AnalysisJob:
         data = json.loads(spec_file.read_text(encoding="utf-8"))
         for item in overrides:
             apply_override(data, item)
-        return cls(parse_graph_spec(data, str(spec_file)), run_dir=run_dir, job_id=job_id,
-                   resume=True)
+        return cls(parse_graph_spec(data, str(spec_file), connections), run_dir=run_dir,
+                   job_id=job_id, resume=True)
 
     # -- planning --------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     WithJsonSchema,
     create_model,
@@ -32,6 +33,14 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from raysight import registry
 from raysight.analyses.aliases import SEED_NAMES, CustomForm, resolve_custom
+from raysight.connections import (
+    Connection,
+    connections_file,
+    load_connections,
+    masked,
+    uses_connections,
+    validation_context,
+)
 from raysight.engine.context import Fault
 from raysight.engine.resources import Resources, parse_bytes
 from raysight.engine.retry import Exponential, RetryPolicy
@@ -171,6 +180,18 @@ class JobCommon(_Strict):
     tags: dict[str, str] = Field(default_factory=dict)
     execution: ExecutionSpec = Field(default_factory=ExecutionSpec)
     resources: dict[StepName, ResourceSpec] = Field(default_factory=dict)
+    connections: dict[str, Connection] = Field(
+        default_factory=dict, description="named connections that sources name with "
+        "`connection:` (a password must be a ${NAME} reference; these win over a connections "
+        "file's of the same name)")
+    #: the connections file's connections the spec was validated with (None: the default)
+    _file_connections: dict[str, Connection] | None = PrivateAttr(default=None)
+
+    @property
+    def file_connections(self) -> dict[str, Connection] | None:
+        """The connections of the file this spec's sources were looked up in (None when no
+        source names a connection, or for a spec validated without a parse function)."""
+        return self._file_connections
 
     @model_validator(mode="after")
     def _check_outputs(self) -> JobCommon:
@@ -388,17 +409,25 @@ def migrate(data: dict[str, Any], source: str = "spec") -> dict[str, Any]:
     return data
 
 
-def parse_spec(data: Any, source: str = "spec") -> JobSpec:
+def parse_spec(data: Any, source: str = "spec",
+               connections: dict[str, Connection] | str | Path | None = None) -> JobSpec:
     """Validate a dict into a JobSpec (migrating older versions); raises SpecError naming
-    every bad field."""
+    every bad field. A source's ``connection:`` is looked up in the spec's ``connections:``
+    and in ``connections`` (the connections a file defines, or the file; by default
+    :func:`raysight.connections.connections_file`)."""
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a job spec must be a mapping, got {type(data).__name__}")
     data = migrate(data, source)
+    if uses_connections(data) and not isinstance(connections, dict):
+        connections = load_connections(connections_file(connections))
     try:
-        return spec_model().model_validate(data)
+        spec = spec_model().model_validate(data, context=validation_context(data, connections))
     except ValidationError as err:
         raise SpecError(f"{source}: invalid job spec\n" + format_errors(err, data),
                         errors=[_loc(e["loc"], data) for e in err.errors()]) from None
+    if isinstance(connections, dict):
+        spec._file_connections = connections
+    return spec
 
 
 class SpecLoader(yaml.SafeLoader):
@@ -490,6 +519,8 @@ def format_errors(err: ValidationError, data: Any) -> str:
         value = e.get("input")
         quiet = (e["type"] in QUIET_ERRORS
                  or isinstance(value, (dict, list)))
+        if isinstance(value, str):  # a URL's password is never repeated to the user
+            value = masked(value)
         shown = "" if quiet else f" (got {value!r})"
         lines.append(f"  {_loc(e['loc'], data)}: {msg}{shown}")
     return "\n".join(lines)
