@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from pydantic import (
 )
 
 from raysight.errors import InputError
+from raysight.secrets import check_references, masked_url, without_references
 
 log = logging.getLogger(__name__)
 #: the environment variable naming a connections file
@@ -57,16 +57,7 @@ CONTEXT_KEY = "connections"
 #: the validation context key that marks the job spec's own section (no literal passwords)
 IN_SPEC_KEY = "connections_in_spec"
 
-_REFERENCE = re.compile(r"\$\{([^}]*)\}")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_USERINFO = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*@")
-MASK = "***"
 _PASSWORD_PARAMS = ("password", "passwd", "pwd")
-
-
-def masked(url: str) -> str:
-    """``url`` with the password of ``scheme://user:password@`` shown as ``***``."""
-    return _USERINFO.sub(rf"\g<1>{MASK}@", url)
 
 
 class Connection(BaseModel):
@@ -92,10 +83,7 @@ class Connection(BaseModel):
     def _check_url(cls, url: str | None, info: ValidationInfo) -> str | None:
         if url is None:
             return url
-        for name in _REFERENCE.findall(url):
-            if not _NAME.fullmatch(name):
-                raise ValueError(f"`${{{name}}}` is not an environment variable reference "
-                                 "(letters, digits and _)")
+        check_references(url)
         if "://" not in url:
             raise ValueError("not a URL (scheme://user@host:port/database)")
         if (info.context or {}).get(IN_SPEC_KEY) and _literal_password(url):
@@ -113,7 +101,7 @@ class Connection(BaseModel):
 
     def __repr_args__(self) -> Any:  # a literal password never reaches a log line
         for key, value in super().__repr_args__():
-            yield key, masked(value) if key == "url" and isinstance(value, str) else value
+            yield key, masked_url(value) if key == "url" and isinstance(value, str) else value
 
     @property
     def origin(self) -> str:
@@ -136,7 +124,7 @@ def _literal_password(url: str) -> bool:
         return False
     values = [password] if password is not None else []
     values += [v for k, v in parse_qsl(parts.query) if k.lower() in _PASSWORD_PARAMS]
-    return any(_REFERENCE.sub("", v) for v in values)
+    return any(without_references(v) for v in values)
 
 
 _CONNECTIONS = TypeAdapter(dict[str, Connection])
@@ -265,7 +253,6 @@ __all__ = [
     "known_connections",
     "load_connections",
     "lookup",
-    "masked",
     "uses_connections",
     "validation_context",
 ]

@@ -25,7 +25,18 @@ from raysight.errors import InputError
 
 _REFERENCE = re.compile(r"\$\{([^}]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_USERINFO = re.compile(r"(\w+://[^:/@\s]*:)[^@\s]*@")
 MASK = "***"
+
+
+def masked_url(text: str) -> str:
+    """``text`` with the password of each ``scheme://user:password@`` in it shown as ``***``."""
+    return _USERINFO.sub(rf"\g<1>{MASK}@", text)
+
+
+def without_references(text: str) -> str:
+    """``text`` without its ``${NAME}`` references: what of it is written out literally."""
+    return _REFERENCE.sub("", text)
 
 
 def check_references(text: str) -> list[str]:

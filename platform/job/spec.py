@@ -37,7 +37,6 @@ from raysight.connections import (
     Connection,
     connections_file,
     load_connections,
-    masked,
     uses_connections,
     validation_context,
 )
@@ -47,6 +46,7 @@ from raysight.engine.retry import Exponential, RetryPolicy
 from raysight.engine.workflow import DEFAULT_FAN_IN
 from raysight.errors import InputError
 from raysight.plugins import PluginConfig
+from raysight.secrets import masked_url
 
 SPEC_VERSION = 1
 PIPELINE_STEPS = ("load", "preprocess", "analyze", "results", "notify", "complete")
@@ -520,7 +520,7 @@ def format_errors(err: ValidationError, data: Any) -> str:
         quiet = (e["type"] in QUIET_ERRORS
                  or isinstance(value, (dict, list)))
         if isinstance(value, str):  # a URL's password is never repeated to the user
-            value = masked(value)
+            value = masked_url(value)
         shown = "" if quiet else f" (got {value!r})"
         lines.append(f"  {_loc(e['loc'], data)}: {msg}{shown}")
     return "\n".join(lines)
