@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--views", action="store_true",
                          help="also write dag.mmd and timeline.html into the run directory")
 
+    plugins = sub.add_parser("plugins", help="list the registered plugins and their options")
+    plugins.add_argument("kind", nargs="?", help="connectors, preprocessors, analyses, charts, "
+                                                 "exporters or notifiers")
+    plugins.add_argument("name", nargs="?", help="one plugin of that kind")
+
     schema = sub.add_parser("schema", help="print the JSON Schema of job specs")
     schema.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
                         help="1: one source and one analysis; 2: a job graph (default 1)")
@@ -105,6 +110,11 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "plugins":
+            from raysight.debug.catalog import catalog
+
+            print("\n".join(catalog(args.kind, args.name)))
+            return EXIT_OK
         if args.command == "resume":
             from raysight.job.pipeline import AnalysisJob
 

@@ -36,11 +36,15 @@ class Registry:
         self.discriminator = discriminator
         self.group = f"raysight.{kind}"
         self._plugins: dict[str, type] = {}
+        #: where each plugin came from: the distribution of its entry point, or "code"
+        self._origins: dict[str, str] = {}
         self._loaded = False
 
     def register(self, plugin: type, name: str | None = None) -> type:
         """Add a plugin class (usable as a decorator); the name defaults to ``plugin.name``."""
-        self._plugins[name or getattr(plugin, "name")] = plugin  # noqa: B009
+        name = name or getattr(plugin, "name")  # noqa: B009
+        self._plugins[name] = plugin
+        self._origins.setdefault(name, "registered in code")
         return plugin
 
     def _load(self) -> None:
@@ -52,6 +56,9 @@ class Registry:
                 continue
             try:
                 self._plugins[ep.name] = ep.load()
+                dist = ep.dist
+                self._origins[ep.name] = (f"{dist.name} {dist.version}" if dist is not None
+                                          else f"entry point {ep.value}")
             except Exception as err:  # a broken third-party plugin must not break the others
                 log.warning("cannot load %s plugin %r from %s: %s", self.kind, ep.name,
                             ep.value, err)
@@ -71,6 +78,11 @@ class Registry:
             raise UnknownPlugin(f"unknown {self.singular} {name!r} (known: "
                                 f"{', '.join(known) or 'none'}){hint}", kind=self.singular,
                                 name=str(name), known=known) from None
+
+    def origin(self, name: str) -> str:
+        """Where plugin ``name`` comes from: its distribution and version, or code."""
+        self.get(name)
+        return self._origins.get(name, "registered in code")
 
     def configs(self) -> list[type]:
         """The Config models of all plugins, in name order (for the job spec union)."""
