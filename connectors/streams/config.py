@@ -85,7 +85,15 @@ class _StreamSource(PluginConfig):
 
 
 class KafkaDeadLetter(_Options):
-    """Where a Kafka source writes malformed messages: a topic of the same cluster."""
+    """Where a Kafka source writes malformed messages: a topic of the same cluster.
+
+    A topic rather than a file of the run directory: the Ray task that reads the partition
+    writes it, on whichever node it runs (a run directory may be the driver's local disk), and
+    the raw bytes and their reason stay in the messaging system, where tools that replay a
+    dead-letter queue look. Each dead letter has headers naming its source topic, partition,
+    offset and timestamp and the reason; a retried read writes its dead letters again (at
+    least once, like the read itself), and those headers tell the copies apart.
+    """
 
     topic: str = Field(min_length=1)
 
@@ -129,11 +137,13 @@ class RedisStreamSourceConfig(_StreamSource):
     """A bounded read of a Redis stream (redis-py).
 
     ``url`` (``redis://:${REDIS_PASSWORD}@host:6379/0``) resolves ``${NAME}`` in the workers.
-    Entries are read from after the consumer ``group``'s last-delivered id when it exists,
-    else from ``start`` (``earliest``, ``latest``, ``{timestamp: ISO}`` or ``{id: ...}``);
-    the group's last-delivered id moves only after the job succeeded. ``field`` names the
-    entry field holding the payload; ``fields_as_columns`` makes every field a column
-    instead (values are text cast to the declared ``schema``, binary kept as bytes).
+    Entries are read from after the consumer ``group``'s last-delivered id when the group
+    exists and ``start`` is ``earliest`` or ``latest`` (where a new group begins); from
+    ``start`` itself when it is a ``{timestamp: ISO}`` or an ``{id: ...}`` (exclusive). The
+    group's last-delivered id moves (the group is created) only after the job succeeded.
+    ``field`` names the entry field holding the payload; ``fields_as_columns`` makes every
+    field a column instead (values are text cast to the declared ``schema``, binary kept as
+    bytes).
     """
 
     type: Literal["redis_stream"] = "redis_stream"

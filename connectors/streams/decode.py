@@ -22,6 +22,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 from collections.abc import Callable
@@ -66,7 +67,7 @@ class PayloadDecoder:
     #: the reason given for a message without a payload
     missing: str = "the message has no payload (a tombstone)"
 
-    @property
+    @functools.cached_property
     def arrow_schema(self) -> pa.Schema | None:
         """The table's schema when it is declared (None: inferred from the payloads)."""
         if self.schema is None:
@@ -74,6 +75,13 @@ class PayloadDecoder:
         if self.format == "avro":
             return avro_arrow_schema(self.schema)
         return declared_schema(self.schema)
+
+    @functools.cached_property
+    def _avro_schema(self) -> Any:
+        import fastavro
+
+        assert self.schema is not None
+        return fastavro.parse_schema(self.schema)
 
     def decode(self, payloads: list[bytes | None]) -> Decoded:
         """The payloads as one table; those that fail are rejected, the others kept."""
@@ -136,8 +144,7 @@ class PayloadDecoder:
     def _avro(self, payloads: list[bytes]) -> pa.Table:
         import fastavro
 
-        assert self.schema is not None
-        parsed = fastavro.parse_schema(self.schema)
+        parsed = self._avro_schema
         records = []
         for payload in payloads:
             if self.confluent_wire_format:

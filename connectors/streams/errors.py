@@ -3,6 +3,7 @@ into the project's errors (naming the source, never a secret), and the malformed
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -10,6 +11,8 @@ from typing import Any
 from raysight.connectors.database.urls import redact
 from raysight.connectors.streams.decode import Rejected
 from raysight.errors import InputError, PermanentError, TransientError, WorkflowError
+
+log = logging.getLogger(__name__)
 
 
 class MalformedMessage(PermanentError):
@@ -41,10 +44,13 @@ def handle_malformed(
                                source=where, malformed=count)
     plural = "s" if count > 1 else ""
     if policy == "skip":
-        return [f"{where}: skipped {count} malformed message{plural} (first at {first})"]
-    assert dead_letter is not None
-    target = dead_letter(rejected)
-    return [f"{where}: wrote {count} malformed message{plural} to {target} (first at {first})"]
+        warning = f"{where}: skipped {count} malformed message{plural} (first at {first})"
+    else:
+        assert dead_letter is not None
+        target = dead_letter(rejected)
+        warning = f"{where}: wrote {count} malformed message{plural} to {target} (first at {first})"
+    log.warning("%s", warning)
+    return [warning]
 
 
 @contextmanager

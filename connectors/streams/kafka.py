@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -164,7 +166,7 @@ class KafkaConnector(Connector[KafkaSourceConfig]):
             raise TransientError(f"{self.where}: partition {number} gave {reached - start} of "
                                  f"offsets {start}-{end - 1} within {self.config.timeout_s} s",
                                  source=self.where)
-        try:
+        try:  # confluent-kafka hands out one message object each: the payloads are gathered
             decoded = decoder.decode([m.value() for m in messages])
         except Undecodable as err:
             raise MalformedMessage(f"{self.where}: partition {number} offsets {start}-{end - 1}:"
@@ -317,22 +319,14 @@ class KafkaConnector(Connector[KafkaSourceConfig]):
     def _errors(self) -> Any:
         return translated_kafka_errors(self.where, self._secrets())
 
-    def _client(self) -> Any:
-        return _Closing(self)
-
-
-class _Closing:
-    """A consumer that is closed when the block ends (librdkafka leaves a group on close)."""
-
-    def __init__(self, connector: KafkaConnector) -> None:
-        self.connector = connector
-
-    def __enter__(self) -> Any:
+    @contextmanager
+    def _client(self) -> Iterator[Any]:
+        """A consumer, closed when the block ends (none joins the group: nothing subscribes)."""
         from confluent_kafka import Consumer
 
-        with self.connector._errors():
-            self.consumer = Consumer(self.connector._settings())
-        return self.consumer
-
-    def __exit__(self, *exc: Any) -> None:
-        self.consumer.close()
+        with self._errors():
+            consumer = Consumer(self._settings())
+        try:
+            yield consumer
+        finally:
+            consumer.close()
