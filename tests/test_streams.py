@@ -301,11 +301,18 @@ def test_dead_lettered_messages_go_raw_to_the_dead_letter_topic_with_the_reason(
     assert_loaded(exported(result), [ROWS[0]])
     assert any(f"dead-letter topic {dead!r}" in w for w in result.warnings)
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "dlq-check",
+                         "enable.partition.eof": True,
                          "logger": logging.getLogger("tests.kafka_mock")})
-    found = []
-    for partition in range(4):
-        consumer.assign([TopicPartition(dead, partition, 0)])
-        found += [m for m in consumer.consume(10, timeout=1) if m.error() is None]
+    consumer.assign([TopicPartition(dead, p, 0) for p in range(4)])
+    found, ended = [], 0
+    for _ in range(20):  # until every partition's end
+        if ended == 4:
+            break
+        for m in consumer.consume(10, timeout=1):
+            if m.error() is None:
+                found.append(m)
+            else:
+                ended += 1
     consumer.close()
     [message] = found
     assert message.value() == b'{"id": 1, "at": "2024-01-01T00:00:00"}'
@@ -457,3 +464,18 @@ def test_an_unreachable_redis_is_a_transient_error():
         type="redis_stream", url="redis://127.0.0.1:1/0", stream="s", timeout_s=1))
     with pytest.raises(TransientError, match="redis stream 's' at redis://127.0.0.1:1/0"):
         connector.plan()
+
+
+def test_a_resumed_kafka_job_reads_the_range_its_first_run_planned(kafka, tmp_path):
+    producer, bootstrap = kafka
+    topic, group = topic_name(), f"g_{uuid.uuid4().hex[:8]}"
+    produce(producer, topic, [as_json(r) for r in ROWS[:6]])
+    job_id = f"kafka_resume_{uuid.uuid4().hex[:8]}"
+    source = kafka_source(bootstrap, topic, group_id=group)
+    assert run_job(tmp_path, source, job_id, columns=("no_such_column",)).state == "FAILED"
+    produce(producer, topic, [as_json(r) for r in ROWS[6:]])  # arrives after the plan
+    resumed = AnalysisJob.resume(job_id, run_dir=tmp_path / "runs",
+                                 overrides=["analyses.profile.columns=[id]"]).run()
+    assert resumed.state == "COMPLETED", resumed.errors
+    assert_loaded(exported(resumed), ROWS[:6])
+    assert committed(bootstrap, topic, group) == {0: 2, 1: 2, 2: 2}

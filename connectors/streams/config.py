@@ -4,6 +4,7 @@ payloads decode and what becomes of a message that does not."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -119,6 +120,14 @@ class KafkaSourceConfig(_StreamSource):
     dead_letter: KafkaDeadLetter | None = None
     config: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
+    @field_validator("config")
+    @classmethod
+    def _references(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, setting in value.items():
+            if isinstance(setting, str):
+                _check_references(setting, f"config {key!r}")
+        return value
+
     @model_validator(mode="after")
     def _dead_letter_target(self) -> KafkaSourceConfig:
         _check_dead_letter(self.on_malformed, self.dead_letter, "topic")
@@ -155,6 +164,12 @@ class RedisStreamSourceConfig(_StreamSource):
     fields_as_columns: bool = False
     dead_letter: RedisDeadLetter | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _references(cls, value: str) -> str:
+        _check_references(value, "the URL")
+        return value
+
     @model_validator(mode="after")
     def _dead_letter_target(self) -> RedisStreamSourceConfig:
         _check_dead_letter(self.on_malformed, self.dead_letter, "stream")
@@ -170,3 +185,14 @@ def _check_dead_letter(policy: str, target: Any, what: str) -> None:
         raise ValueError(f"`on_malformed: dead_letter` needs `dead_letter: {{{what}: NAME}}`")
     if policy != "dead_letter" and target is not None:
         raise ValueError("`dead_letter` is used only with `on_malformed: dead_letter`")
+
+
+_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _check_references(text: str, where: str) -> None:
+    for name in _REFERENCE.findall(text):
+        if not _NAME.fullmatch(name):
+            raise ValueError(f"{where}: `${{{name}}}` is not an environment variable reference "
+                             "(letters, digits and _)")
