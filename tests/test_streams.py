@@ -32,7 +32,7 @@ from raysight.connectors.streams import (
     RedisStreamSourceConfig,
 )
 from raysight.connectors.streams.decode import PayloadDecoder
-from raysight.errors import TransientError
+from raysight.errors import InputError, TransientError
 from raysight.job.graph_spec import parse_graph_spec
 from raysight.job.pipeline import AnalysisJob
 
@@ -338,6 +338,24 @@ def test_a_failed_kafka_job_leaves_the_group_offsets_and_the_next_run_rereads(ka
     # the group goes on from where the successful run ended
     produce(producer, topic, [as_json(r) for r in ROWS[6:]])
     assert_loaded(exported(run_job(tmp_path, source)), ROWS[6:])
+
+
+def test_a_group_with_nothing_new_reads_an_empty_table_of_the_declared_schema(kafka):
+    producer, bootstrap = kafka
+    topic, group = topic_name(), f"g_{uuid.uuid4().hex[:8]}"
+    produce(producer, topic, [as_json(r) for r in ROWS[:4]])
+    connector = KafkaConnector(KafkaSourceConfig(**kafka_source(bootstrap, topic,
+                                                                group_id=group)))
+    connector.acknowledge(connector.plan())
+    [nothing] = connector.plan()
+    table = connector.read(nothing)
+    assert table.num_rows == 0 and table.column_names == COLUMNS
+    # without a declared schema there is no table to load: the error says so
+    inferred = KafkaConnector(KafkaSourceConfig(**{**kafka_source(bootstrap, topic,
+                                                                  group_id=group),
+                                                   "schema": None}))
+    with pytest.raises(InputError, match="no messages to read from earliest"):
+        inferred.plan()
 
 
 def test_an_unreachable_broker_is_a_transient_error_within_the_timeout():
