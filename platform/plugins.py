@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -128,6 +129,32 @@ class Connector(Plugin[ConfigT]):
         """The source's schema when it is known without reading its data (a Parquet footer,
         a database catalog), for checks before the job runs; None when it is not."""
         return None
+
+    def acknowledge(self, partitions: list[PartitionSpec]) -> None:
+        """Called on the driver once the job that read ``partitions`` (those ``plan``
+        returned) completed and committed its outputs: a stream source commits its consumer
+        offsets here, so a job that fails reads the same messages again. A failure here is a
+        warning of the job, not a failure: its results are written."""
+
+
+#: schema metadata key of a partition's table: a JSON list of warnings about the read (messages
+#: skipped as malformed), which the job reports as its warnings
+WARNINGS_KEY = b"raysight.warnings"
+
+
+def with_warnings(table: pa.Table, warnings: list[str]) -> pa.Table:
+    """``table`` carrying ``warnings`` for the job to report (see :data:`WARNINGS_KEY`)."""
+    if not warnings:
+        return table
+    metadata = dict(table.schema.metadata or {})
+    metadata[WARNINGS_KEY] = json.dumps(warnings).encode()
+    return table.replace_schema_metadata(metadata)
+
+
+def table_warnings(schema: pa.Schema | None) -> list[str]:
+    """The warnings a connector attached to a table of this schema."""
+    raw = (schema.metadata or {}).get(WARNINGS_KEY) if schema is not None else None
+    return list(json.loads(raw)) if raw else []
 
 
 # ---------------------------------------------------------------------------------------------

@@ -94,6 +94,57 @@ def ray_dataset_source(folder: Path) -> tuple[dict[str, Any], Any]:
 
     blocks = [ray.put(SALES.slice(lo, n)) for lo, n in [(0, 5), (5, 0), (5, 1), (6, 6)]]
     return {"type": "ray_dataset"}, ray.data.from_arrow_refs(blocks)
+#: the sales table's columns as a stream source declares them (JSON payloads)
+SALES_STREAM_SCHEMA = {"region": "string", "product": "string", "amount": "float64",
+                       "quantity": "int64", "day": "date32", "ts": "timestamp[us]",
+                       "note": "string"}
+
+
+def _sales_payloads() -> list[bytes]:
+    import json
+
+    return [json.dumps({k: v.isoformat() if isinstance(v, dt.date) else v
+                        for k, v in row.items()}).encode() for row in SALES.to_pylist()]
+
+
+_KAFKA_MOCK: list[Any] = []  # librdkafka's mock cluster lives as long as its producer
+
+
+def kafka_source(folder: Path) -> dict[str, Any]:
+    """The sales table as JSON messages of a topic of librdkafka's mock cluster, its first
+    rows in partition 0 and the others in partition 1 (read in that order)."""
+    import logging
+    import uuid
+
+    from confluent_kafka import Producer
+
+    if not _KAFKA_MOCK:
+        _KAFKA_MOCK.append(Producer({"test.mock.num.brokers": 1,
+                                     "logger": logging.getLogger("tests.kafka_mock")}))
+    producer = _KAFKA_MOCK[0]
+    brokers = producer.list_topics(timeout=10).brokers.values()
+    topic = f"sales_{uuid.uuid4().hex[:8]}"
+    for i, payload in enumerate(_sales_payloads()):
+        producer.produce(topic, value=payload, partition=0 if i < 5 else 1)
+    producer.flush(10)
+    return {"type": "kafka", "bootstrap_servers": ",".join(f"{b.host}:{b.port}" for b in brokers),
+            "topic": topic, "schema": SALES_STREAM_SCHEMA, "timeout_s": 5}
+
+
+def redis_stream_source(folder: Path) -> dict[str, Any]:
+    """The sales table as JSON entries of a stream of the local Redis (expiring in 10 min)."""
+    import uuid
+
+    import redis
+    from conftest import require_service
+
+    require_service("Redis", "127.0.0.1", 6379)
+    stream = f"raysight_conformance_{uuid.uuid4().hex[:8]}"
+    with redis.Redis(host="127.0.0.1", port=6379) as client:
+        for payload in _sales_payloads():
+            client.xadd(stream, {"data": payload})
+        client.expire(stream, 600)
+    return {"type": "redis_stream", "stream": stream, "schema": SALES_STREAM_SCHEMA}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -104,6 +155,8 @@ EXAMPLES = [
     Example("connector", "database", sqlite_source, SALES),
     Example("connector", "object_storage", object_storage_source, SALES),
     Example("connector", "ray_dataset", ray_dataset_source, SALES),
+    Example("connector", "kafka", kafka_source, SALES),
+    Example("connector", "redis_stream", redis_stream_source, SALES),
     # preprocessors
     Example("preprocessor", "drop_missing", {"op": "drop_missing", "columns": ["amount",
                                                                                "region"]}, SALES),

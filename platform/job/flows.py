@@ -29,12 +29,12 @@ class TaskFactory(Protocol):
 
 
 def load_flow(task: TaskFactory, connector: Connector[Any], source: str,
-              on_loaded: Hook = None) -> Step:
+              on_loaded: Hook = None, on_planned: Hook = None) -> Step:
     """Plan the source's partitions, read each in a Ray task, and conform them to one
     schema when they differ."""
     return (
         task("load", "load.plan", partial(steps.plan_source, connector=connector),
-             mode="fanout")
+             mode="fanout", on_success=on_planned)
         >> task("load", "load", partial(steps.read_partition, connector=connector),
                 mode="map", on_success=on_loaded)
         >> task("load", "load.schema", partial(steps.schema_to_conform, source=source),

@@ -196,7 +196,8 @@ class AnalysisJob:
             path = getattr(connector.config, "path", None)
             label = f"{name!r}" + ("" if path is None else f" ({path})")  # in its errors
             return load_flow(self._task, connector, label,
-                             on_loaded=partial(record.on_loaded, name, label))
+                             on_loaded=partial(record.on_loaded, name, label),
+                             on_planned=partial(record.on_planned, name))
         if section == "datasets":
             ops = self.operations[name]
             return preprocess_flow(self._task, ops,
@@ -351,6 +352,7 @@ class AnalysisJob:
             errors += record.manifest["export_errors"]
             state = COMPLETED_WITH_ERRORS if errors else "COMPLETED"
             self._commit()
+            warnings += self._acknowledge_sources()
             if ctx.checkpoints is not None and not self.spec.execution.keep_checkpoints:
                 ctx.checkpoints.fs.rm(ctx.checkpoints.root, recursive=True)
             ctx.emit(
@@ -387,6 +389,7 @@ class AnalysisJob:
             jsonl.close()
         manifest = record.manifest
         notes = record.notifications or {}
+        warnings = record.source_warnings + warnings
         warnings += [
             f"visualization {v['index']} ({v['type']}): {v['error']}"
             for v in manifest.get("visualizations", [])
@@ -434,6 +437,20 @@ class AnalysisJob:
             return None
         return CheckpointStore(checkpoint_url(self.job_dir, execution.checkpoint_url),
                                spec_version=self.spec.version)
+
+    def _acknowledge_sources(self) -> list[str]:
+        """Tell each source that the job succeeded with the partitions it planned (a stream
+        commits its consumer offsets); a source that cannot be told is a warning, since the
+        job's outputs are already committed. Returns the warnings."""
+        warnings = []
+        for name, partitions in self._record.planned.items():
+            try:
+                self.connectors[name].acknowledge(partitions)
+            except Exception as err:  # the run stays completed; the next run re-reads
+                log.warning("job %s: source %r not acknowledged: %s", self.job_id, name, err)
+                warnings.append(f"source {name!r}: what was read is not acknowledged ({err}); "
+                                "the next run reads it again")
+        return warnings
 
     def _commit(self) -> None:
         """Move staged exports into the run directory (rename, so each file appears whole)."""

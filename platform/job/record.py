@@ -14,6 +14,7 @@ import ray
 from raysight.engine.context import Partitions, RunContext, StepOutcome
 from raysight.engine.executor import fetch
 from raysight.job import steps
+from raysight.plugins import table_warnings
 
 
 @dataclass
@@ -33,6 +34,10 @@ class RunRecord:
     results_done: float = 0.0
     #: the signal (or exception) that stopped the run
     stopped_by: str | None = None
+    #: each source's partitions as its ``load.plan`` step planned them (what it read)
+    planned: dict[str, list[Any]] = field(default_factory=dict)
+    #: warnings the connectors attached to the partitions they read (malformed messages)
+    source_warnings: list[str] = field(default_factory=list)
     #: held while a hook updates what hooks of other threads (graph nodes) update too
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -58,9 +63,14 @@ class RunRecord:
         with self.lock:
             self.metrics[metric] = self.metrics.get(metric, 0.0) + outcome.duration_s
 
+    def on_planned(self, node: str, ctx: RunContext, outcome: StepOutcome) -> None:
+        with self.lock:
+            self.planned[node] = list(outcome.output.items)
+
     def on_loaded(self, node: str, label: str, ctx: RunContext, outcome: StepOutcome) -> None:
         stats = steps.loaded(Partitions(outcome.output.items, outcome.reports), label).stats
         with self.lock:
+            self.source_warnings += [w for r in outcome.reports for w in table_warnings(r.schema)]
             self.data_stats[node] = stats
             for key in ("row_count", "size_bytes", "partitions"):
                 self.metrics[key] = self.metrics.get(key, 0) + stats[key]
