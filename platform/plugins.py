@@ -151,10 +151,14 @@ def with_warnings(table: pa.Table, warnings: list[str]) -> pa.Table:
     return table.replace_schema_metadata(metadata)
 
 
-def table_warnings(schema: pa.Schema | None) -> list[str]:
-    """The warnings a connector attached to a table of this schema."""
-    raw = (schema.metadata or {}).get(WARNINGS_KEY) if schema is not None else None
-    return list(json.loads(raw)) if raw else []
+def pop_warnings(table: pa.Table) -> tuple[pa.Table, list[str]]:
+    """The table without the warnings a connector attached to it, and those warnings (the
+    load step reports them; they never reach a later step or an export)."""
+    metadata = dict(table.schema.metadata or {})
+    raw = metadata.pop(WARNINGS_KEY, None)
+    if raw is None:
+        return table, []
+    return table.replace_schema_metadata(metadata or None), list(json.loads(raw))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import ray
 from raysight.engine.context import Partitions, RunContext, StepOutcome
 from raysight.engine.executor import fetch
 from raysight.job import steps
-from raysight.plugins import table_warnings
 
 
 @dataclass
@@ -70,7 +69,8 @@ class RunRecord:
     def on_loaded(self, node: str, label: str, ctx: RunContext, outcome: StepOutcome) -> None:
         stats = steps.loaded(Partitions(outcome.output.items, outcome.reports), label).stats
         with self.lock:
-            self.source_warnings += [w for r in outcome.reports for w in table_warnings(r.schema)]
+            self.source_warnings += [w for r in outcome.reports
+                                     for w in r.details.get("warnings", [])]
             self.data_stats[node] = stats
             for key in ("row_count", "size_bytes", "partitions"):
                 self.metrics[key] = self.metrics.get(key, 0) + stats[key]

@@ -31,6 +31,7 @@ from raysight.plugins import (
     PartitionSpec,
     Preprocessor,
     ReportContext,
+    pop_warnings,
 )
 from raysight.tables import column_stats, conform, merge_column_stats, to_arrow, unify
 
@@ -99,6 +100,9 @@ def read_partition(
     partition: PartitionSpec, connector: Connector[Any], ctx: StepContext
 ) -> pa.Table:
     table, stats = connector.read_stats(partition)
+    table, warnings = pop_warnings(table)
+    if warnings:
+        ctx.details["warnings"] = warnings
     ctx.set_attribute(f"partition[{ctx.partition}]", partition.label)
     ctx.details["column_stats"] = column_stats(table) if stats is None else stats
     return table
