@@ -17,7 +17,7 @@ from raysight.connectors.files.config import CsvOptions
 from raysight.connectors.files.errors import translated_errors
 from raysight.connectors.files.listing import SourceFile, shown
 from raysight.connectors.files.parsing import Parser
-from raysight.connectors.files.ranges import next_line_start
+from raysight.connectors.files.ranges import Source, has_hex_prefix, next_line_start
 
 log = logging.getLogger(__name__)
 
@@ -124,21 +124,22 @@ def csv_parser(options: CsvOptions, partition_options: dict[str, Any]) -> Parser
         null_values=options.null_values, strings_can_be_null=True
     )
 
-    def parse(source: Any, block_size: int | None, use_threads: bool) -> pa.Table:
+    def parse(source: Source, block_size: int | None, use_threads: bool) -> pa.Table:
         read_options = pa_csv.ReadOptions(
             use_threads=use_threads, block_size=block_size, **read_kwargs
         )
-        scanned = _HexScan(source)
-        table = pa_csv.read_csv(scanned, read_options=read_options, parse_options=parsing,
+        stream = _HexScan(source.stream) if source.hex_prefix is None else source.stream
+        table = pa_csv.read_csv(stream, read_options=read_options, parse_options=parsing,
                                 convert_options=convert_options)
+        hexed = stream.seen if isinstance(stream, _HexScan) else source.hex_prefix
         integers = [f.name for f in table.schema if pa.types.is_integer(f.type)]
-        if not (scanned.seen and integers):
+        if not (hexed and integers):
             return table
         # pyarrow reads 0x... cells as integers, wrapping those over 2^63 to negatives:
         # such a column is text (as Polars and DuckDB read it)
-        source.seek(0)
-        as_text = pa_csv.read_csv(source, read_options=read_options, parse_options=parsing,
-                                  convert_options=pa_csv.ConvertOptions(
+        source.stream.seek(0)
+        as_text = pa_csv.read_csv(source.stream, read_options=read_options,
+                                  parse_options=parsing, convert_options=pa_csv.ConvertOptions(
                                       null_values=options.null_values, strings_can_be_null=True,
                                       column_types={c: pa.string() for c in integers}))
         for name in integers:
@@ -163,7 +164,7 @@ class _HexScan:
         data = self.source.read(size)
         if not self.seen and data:
             window = self._last + data[:1] if self._last else b""
-            self.seen = b"0x" in data or b"0X" in data or window in (b"0x", b"0X")
+            self.seen = window in (b"0x", b"0X") or has_hex_prefix(data)
             self._last = data[-1:]
         return data
 

@@ -11,10 +11,10 @@ import pyarrow.json as pa_json
 from fsspec import AbstractFileSystem
 
 from raysight.connectors.files.errors import Malformed
-from raysight.connectors.files.ranges import BOM, opened, read_all
+from raysight.connectors.files.ranges import BOM, Source, has_hex_prefix, opened, read_all
 
 #: parses a source (a stream or buffer) with a block size (None: pyarrow's) and threads or not
-Parser = Callable[[Any, int | None, bool], pa.Table]
+Parser = Callable[[Source, int | None, bool], pa.Table]
 _EMPTY = ("Empty CSV file", "CSV parse error: Empty CSV file", "Empty JSON file")
 
 
@@ -34,13 +34,12 @@ def parse_text(
                 return parse(source, None, False)
     # a record longer than pyarrow's block (1 MiB): parse the partition as one block
     data = read_all(fs, path, opts)
-    return parse(pa.BufferReader(data), len(data) + 1, True)
+    return parse(Source(pa.BufferReader(data), has_hex_prefix(data)), len(data) + 1, True)
 
 
-def parse_ndjson(source: Any, block_size: int | None, use_threads: bool) -> pa.Table:
-    return pa_json.read_json(
-        source, read_options=pa_json.ReadOptions(use_threads=use_threads, block_size=block_size)
-    )
+def parse_ndjson(source: Source, block_size: int | None, use_threads: bool) -> pa.Table:
+    options = pa_json.ReadOptions(use_threads=use_threads, block_size=block_size)
+    return pa_json.read_json(source.stream, read_options=options)
 
 
 def read_json_document(data: bytes) -> pa.Table:
