@@ -3,7 +3,7 @@ statistics allow a row the job keeps (see :mod:`.pushdown`).
 
 The footer is read first; then only the chosen column chunks of the chosen row groups are
 fetched: on a remote filesystem (object storage) through ``fsspec.parquet``, which requests
-exactly those byte ranges, on a local disk through the open file.
+exactly those byte ranges, on a local disk from the file's memory map.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ def read_parquet(fs: AbstractFileSystem, path: str, opts: dict[str, Any], hints:
     row, with the columns the job reads (each file column when ``hints.columns`` is None),
     and their column statistics from the footer (None where it lacks some).
     ``partition`` names the hive partition columns, whose values are in ``opts["hive"]``."""
-    with fs.open(path, "rb") as f:
+    local = isinstance(fs, LocalFileSystem)
+    # a local file memory-mapped: pyarrow reads its pages without a copy
+    with pa.memory_map(path) if local else fs.open(path, "rb") as f:
         pfile = pq.ParquetFile(f)
         schema = pfile.schema_arrow
         planned = opts.get("row_groups")
@@ -51,7 +53,7 @@ def read_parquet(fs: AbstractFileSystem, path: str, opts: dict[str, Any], hints:
             empty = schema.empty_table()
             return (empty if columns is None else empty.select(columns)), None
         metadata = pfile.metadata
-        if isinstance(fs, LocalFileSystem):
+        if local:
             table = pfile.read_row_groups(groups, columns=columns)
             return table, footer_stats(metadata, groups, table.schema)
         # the footer and then some (fsspec 2026.9 misreads a sample of just the footer)
