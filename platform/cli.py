@@ -140,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(job: Any, args: argparse.Namespace) -> int:
+    job.preflight()  # a missing file or column is reported before Ray starts (seconds)
     connect(args.address, timeout_s=args.connect_timeout, log_level=args.log_level)
     observers = []
     progress = None

@@ -128,6 +128,7 @@ class AnalysisJob:
             raise InputError(f"keep names {unknown[0]!r}, which is not a node of the job",
                              node=unknown[0])
         self._kept: dict[str, Any] = {}
+        self._checked = False  # preflight passed (run() checks first unless it has)
         self.kernels = {name: registry.analyses.build(config)
                         for name, config in spec.analyses.items()}
         only = next(iter(spec.analyses))
@@ -285,6 +286,7 @@ class AnalysisJob:
                                  field=f"sources.{name}", **err.details) from None
         self.known_schemas()
         self._check_run_dir()
+        self._checked = True
 
     def known_schemas(self) -> dict[str, pa.Schema | None]:
         """Each data node's schema where it is known without reading data."""
@@ -309,7 +311,8 @@ class AnalysisJob:
         Input errors found before anything runs (missing file, taken run directory) raise
         InputError and write nothing; everything later ends in a JobResult.
         """
-        self.preflight()
+        if not self._checked:  # the CLI checks before it connects to Ray
+            self.preflight()
         with driver_lock(self.job_dir):
             return self._run(observers, executor)
 
