@@ -354,8 +354,13 @@ class Sink(Exporter[ConfigT]):
         return self.name
 
     def export(self, report: ReportContext, path: str) -> None:
+        """Stage the rows at ``path`` as Parquet (InputError for a result ``problem``
+        refuses)."""
         import pyarrow.parquet as pq
 
+        problem = self.problem(report.result.table.schema)
+        if problem is not None:
+            raise InputError(problem)
         pq.write_table(report.result.table, path)
 
     def prepare(self, staged: str) -> PreparedWrite:

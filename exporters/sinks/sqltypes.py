@@ -9,8 +9,8 @@ check that a table's columns can take a result's.
 Where a dialect has no such type the value is kept exactly in another: MySQL/MariaDB store
 zoned timestamps as ``DATETIME(6)`` in UTC (its ``TIMESTAMP`` ends in 2038 and converts by
 the session's zone); SQLite, which has no types of its own, stores decimals, dates and
-timestamps as ISO text (zoned ones with their UTC offset) under declared types that readers
-(connectorx, pandas) recognise.
+timestamps as ISO text (zoned ones in UTC, as connectorx reads them back) under declared
+types that readers (connectorx, pandas) recognise.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ def schema_of(staged: str) -> pa.Schema:
 def text_columns(table: pa.Table, dialect: Dialect) -> pl.DataFrame:
     """The rows with each value as the dialect's bulk loader reads it: bytes as hex (``\\x``
     first for PostgreSQL), timestamps as ``YYYY-MM-DD HH:MM:SS.ffffff`` (zoned ones with
-    their offset, or in UTC for MySQL), booleans as 0/1 for MySQL."""
+    their offset for PostgreSQL, in UTC for the others), booleans as 0/1 for MySQL."""
     frame = pl.DataFrame(table)
     exprs = []
     for i, (name, dtype) in enumerate(frame.schema.items()):
@@ -68,9 +68,9 @@ def text_columns(table: pa.Table, dialect: Dialect) -> pl.DataFrame:
             hexed = col.bin.encode("hex")
             col = pl.concat_str(pl.lit("\\x"), hexed) if dialect == "postgresql" else hexed
         elif isinstance(dtype, pl.Datetime):
-            if dtype.time_zone and dialect == "mysql":
+            if dtype.time_zone and dialect != "postgresql":  # kept in UTC, as readers expect
                 col = col.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-            zone = "%:z" if dtype.time_zone and dialect != "mysql" else ""
+            zone = "%:z" if dtype.time_zone and dialect == "postgresql" else ""
             col = col.dt.to_string(f"%Y-%m-%d %H:%M:%S%.6f{zone}")
         elif isinstance(dtype, pl.Date):
             col = col.dt.to_string("%Y-%m-%d")

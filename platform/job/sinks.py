@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from raysight.engine.failures import classify
-from raysight.errors import WorkflowError
+from raysight.errors import InputError, PermanentError, WorkflowError
 from raysight.plugins import PreparedWrite, Sink
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,11 @@ def _named(i: int, sink: Sink[Any], committed: list[str]) -> Iterator[None]:
     except Exception as exc:
         err = exc if isinstance(exc, WorkflowError) else classify(exc, "commit")
         kept = f" (already committed, and kept: {', '.join(committed)})" if committed else ""
-        raise type(err)(f"exports[{i}] ({sink.describe()}): {err.message}{kept}",
-                        **{**err.details, "export": i, "step": "commit"}) from None
+        # the job ran; its target refused the write (a table that exists, a refused login):
+        # a permanent failure of the job (exit 1), not bad input caught before it ran
+        kind = PermanentError if isinstance(err, InputError) else type(err)
+        raise kind(f"exports[{i}] ({sink.describe()}): {err.message}{kept}",
+                   **{**err.details, "export": i, "step": "commit"}) from None
 
 
 __all__ = ["commit_sinks"]
