@@ -302,12 +302,13 @@ def test_a_job_failing_in_a_later_step_creates_no_table(tmp_path, data_file, db)
     assert not db.exists(table)
 
 
-def test_a_failing_sink_rolls_back_the_others(tmp_path, data_file, db):
+@pytest.mark.parametrize("mode", ["append", "replace"])
+def test_a_failing_sink_rolls_back_the_others(tmp_path, data_file, db, mode):
     table, missing = db.table(), db.table()
     assert run(tmp_path, spec(data_file, [sink(db, table, "create", "kept")])).state \
         == "COMPLETED"
     before = db.rows(table, DATA.schema)
-    result = run(tmp_path, spec(data_file, [sink(db, table, "replace"),
+    result = run(tmp_path, spec(data_file, [sink(db, table, mode),
                                             sink(db, missing, "append")]))
     message = error_of(result)
     assert message.startswith("exports[1] (") and f"table {missing} does not exist" in message
@@ -357,6 +358,21 @@ def test_append_of_mismatched_types_fails_naming_the_column(tmp_path, data_file,
     message = error_of(run(tmp_path, spec(data_file, [sink(db, table, "append")])))
     assert "name is string in the result but" in message
     assert db.execute(f"SELECT COUNT(*) FROM {db.quote(table)}") == [(0,)]
+
+
+def test_a_refused_write_fails_the_run_with_exit_status_1(tmp_path, data_file, capsys):
+    from raysight.cli import main
+
+    path = tmp_path / "t.sqlite"
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps(spec(data_file, [
+        {"format": "database", "from": "kept", "path": str(path), "table": "missing",
+         "mode": "append"}], job_id="refused")))
+    code = main(["run", str(job), "--run-dir", str(tmp_path / "runs"), "--quiet"])
+    assert code == 1
+    result = json.loads((tmp_path / "runs" / "refused" / "result.json").read_text())
+    assert result["errors"][-1]["message"].startswith(
+        f"exports[0] (database sqlite {path}, table missing): table missing does not exist")
 
 
 def test_a_bad_table_name_is_a_spec_error(data_file):
