@@ -278,6 +278,19 @@ def test_replace_creates_a_missing_table(tmp_path, data_file, db):
     assert db.rows(table, DATA.schema) == expected_rows(DATA)
 
 
+def test_a_database_source_reads_back_what_a_sink_wrote(tmp_path, data_file, db):
+    from raysight.connectors.database import DatabaseConnector, DatabaseSourceConfig
+
+    table = db.table()
+    assert run(tmp_path, spec(data_file, [sink(db, table, "create")])).state == "COMPLETED"
+    source = DatabaseConnector(DatabaseSourceConfig(**db.location(), table=table))
+    read = pa.concat_tables(source.read(p) for p in source.plan())
+    assert read.column_names == DATA.column_names
+    rows = [tuple(canon(r[f.name], f.type) for f in DATA.schema)
+            for r in read.sort_by("id").to_pylist()]
+    assert rows == expected_rows(DATA)
+
+
 # ---------------------------------------------------------------------------------------------
 # database sinks: atomicity
 

@@ -17,6 +17,7 @@ the result's columns and rows. Column types follow the result's Arrow types
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -29,6 +30,7 @@ from pydantic import Field, field_validator
 
 from raysight.connectors.database.config import DatabaseLocation
 from raysight.connectors.database.errors import translated_errors
+from raysight.connectors.database.sql import quote_table
 from raysight.connectors.database.urls import DatabaseUrl, Dialect, parse_url, resolve
 from raysight.errors import InputError, TransientError
 from raysight.exporters.sinks import sqltypes, writes
@@ -107,13 +109,14 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
                 table, schema = self.config.table, writes.schema_of(staged)
                 self._check(schema, writes.postgres_columns(cur, table))
                 if self.config.mode == "replace":
-                    cur.execute(f"DROP TABLE IF EXISTS {writes.quote_table(table, 'postgresql')}")
+                    cur.execute(f"DROP TABLE IF EXISTS {quote_table(table, 'postgresql')}")
                 if self.config.mode != "append":
                     cur.execute(writes.create_sql(table, schema, "postgresql",
                                                   self._types(schema)))
                 writes.postgres_load(cur, table, staged)
         except BaseException:
-            conn.rollback()
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                conn.rollback()
             conn.close()
             raise
         return writes.PostgresWrite(conn)
@@ -141,11 +144,13 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
                 writes.mysql_load(cur, stage, staged)
             return writes.MysqlRename(conn, stage, table, self.config.mode == "replace")
         except BaseException:
-            if stage is not None:
-                with conn.cursor() as cur:
-                    cur.execute(f"DROP TABLE IF EXISTS {writes.quote_table(stage, 'mysql')}")
-            conn.rollback()
-            conn.close()
+            with contextlib.suppress(Exception):  # the first error is the one to report
+                conn.rollback()
+                if stage is not None:
+                    with conn.cursor() as cur:
+                        cur.execute(f"DROP TABLE IF EXISTS {quote_table(stage, 'mysql')}")
+            with contextlib.suppress(Exception):
+                conn.close()
             raise
 
     def _sqlite(self, staged: str) -> PreparedWrite:
@@ -160,7 +165,7 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
                 table, schema = self.config.table, writes.schema_of(staged)
                 self._check(schema, writes.sqlite_columns(conn, table))
                 if self.config.mode == "replace":
-                    conn.execute(f"DROP TABLE IF EXISTS {writes.quote_table(table, 'sqlite')}")
+                    conn.execute(f"DROP TABLE IF EXISTS {quote_table(table, 'sqlite')}")
                 if self.config.mode != "append":
                     conn.execute(writes.create_sql(table, schema, "sqlite",
                                                    self._types(schema)))

@@ -164,4 +164,3 @@ class _Produce(PreparedWrite):
         if left:
             raise TransientError(f"{left} of {sent} messages were not delivered within "
                                  f"{self.config.delivery_timeout_s:g} s")
-        log.info("produced %d messages to %s", sent, topic)

@@ -26,6 +26,7 @@ What each mode does, and where it is atomic:
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import uuid
@@ -40,6 +41,8 @@ from raysight.connectors.database.sql import quote_identifier, quote_table
 from raysight.connectors.database.urls import Dialect
 from raysight.errors import InputError
 from raysight.plugins import PreparedWrite
+
+log = logging.getLogger(__name__)
 
 #: rows per batch read from the staged file and sent
 BATCH_ROWS = 100_000
@@ -163,7 +166,11 @@ class MysqlRename(PreparedWrite):
                 if self.replace and mysql_columns(cur, self.target) is not None:
                     old = quote_table(staging_name(self.target), "mysql")
                     cur.execute(f"RENAME TABLE {target} TO {old}, {stage} TO {target}")
-                    cur.execute(f"DROP TABLE {old}")
+                    try:  # the write is done: the old table left behind is only litter
+                        cur.execute(f"DROP TABLE {old}")
+                    except Exception as exc:  # noqa: BLE001
+                        log.warning("replaced %s, but could not drop its old rows (%s): %s",
+                                    self.target, old, exc)
                 else:
                     cur.execute(f"RENAME TABLE {stage} TO {target}")
         finally:
