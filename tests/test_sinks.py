@@ -566,3 +566,13 @@ def test_kafka_sink_of_an_unreachable_cluster_fails_the_job(tmp_path, data_file)
     assert result.errors[-1]["category"] == "transient"
 
 
+
+
+def test_a_kafka_key_that_is_not_a_column_fails_the_job_naming_it(tmp_path, data_file):
+    result = run(tmp_path, spec(data_file, [
+        {"format": "kafka", "from": "kept", "bootstrap_servers": "127.0.0.1:9", "topic": "t",
+         "key": "nmae"}]))
+    message = error_of(result)
+    assert message.startswith("exports[0] (kafka topic t at 127.0.0.1:9): key column 'nmae' "
+                              "is not in the result")
+    assert "did you mean 'name'?" in message

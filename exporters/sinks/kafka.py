@@ -19,6 +19,7 @@ failure stay in the topic (Kafka has no way to take them back outside a transact
 
 from __future__ import annotations
 
+import difflib
 import logging
 from typing import Any, Literal
 
@@ -81,8 +82,10 @@ class KafkaSink(Sink[KafkaSinkConfig]):
     def problem(self, schema: pa.Schema) -> str | None:
         key = self.config.key
         if key is not None and key not in schema.names:
+            near = difflib.get_close_matches(key, schema.names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else ""
             return (f"key column {key!r} is not in the result (columns: "
-                    f"{', '.join(schema.names)})")
+                    f"{', '.join(schema.names)}){hint}")
         return None
 
     def prepare(self, staged: str) -> PreparedWrite:
