@@ -204,11 +204,14 @@ def known_connections(spec_section: Any, file: dict[str, Connection] | str | Pat
 
 
 def uses_connections(data: Any) -> bool:
-    """Whether a spec dict (version 1 or 2) has a source that names a connection."""
+    """Whether a spec dict (version 1 or 2) has a source or an export (a database sink) that
+    names a connection."""
     if not isinstance(data, dict):
         return False
     sources = list(data["sources"].values()) if isinstance(data.get("sources"), dict) else []
     sources.append(data.get("source"))
+    if isinstance(data.get("exports"), list):
+        sources += data["exports"]
     return any(isinstance(s, dict) and "connection" in s for s in sources)
 
 

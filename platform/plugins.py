@@ -349,6 +349,56 @@ class Exporter(Plugin[ConfigT]):
         raise NotImplementedError
 
 
+class PreparedWrite:
+    """A sink's write, made ready by :meth:`Sink.prepare` and not yet visible: ``commit``
+    makes it visible, ``rollback`` drops it. ``transactional`` is True when ``prepare`` did
+    the work inside a transaction (a database), so ``commit`` rarely fails and ``rollback``
+    leaves the target as it was; False when the work happens in ``commit`` and cannot be
+    taken back once done (objects uploaded, messages produced). The job commits the
+    writes that cannot be taken back first, so a failure among them still rolls back every
+    transaction."""
+
+    transactional: ClassVar[bool] = False
+
+    def commit(self) -> None:
+        raise NotImplementedError
+
+    def rollback(self) -> None:
+        """Drop what ``prepare`` did (nothing, unless the write is transactional)."""
+
+
+class Sink(Exporter[ConfigT]):
+    """Writes a result outside the run directory (a database table, objects, a topic), and
+    only when the whole job has succeeded.
+
+    The results step calls ``export(report, path)`` to stage the rows at ``path`` in the
+    run's staging folder (Parquet by default); the job's commit, on the driver, calls
+    ``prepare(path)`` on every sink, then commits each :class:`PreparedWrite` (or rolls them
+    all back when one fails). A sink's errors fail the job: they are raised with
+    ``describe()`` in front (``exports[1] (database 'warehouse', table sales): ...``).
+    """
+
+    extension = ".parquet"
+
+    def describe(self) -> str:
+        """The target in messages, without secrets (``database 'warehouse', table sales``)."""
+        return self.name
+
+    def export(self, report: ReportContext, path: str) -> None:
+        """Stage the rows at ``path`` as Parquet (InputError for a result ``problem``
+        refuses)."""
+        import pyarrow.parquet as pq
+
+        problem = self.problem(report.result.table.schema)
+        if problem is not None:
+            raise InputError(problem)
+        pq.write_table(report.result.table, path)
+
+    def prepare(self, staged: str) -> PreparedWrite:
+        """The write of the rows staged at ``staged``, ready to commit."""
+        raise NotImplementedError
+
+
 class Notifier(Plugin[ConfigT]):
     """Sends one notification. Failures raise TransientError (counted, never fatal)."""
 

@@ -226,6 +226,13 @@ EXAMPLES = [
     Example("exporter", "csv", {"format": "csv"}, RESULT),
     Example("exporter", "parquet", {"format": "parquet"}, RESULT),
     Example("exporter", "html", {"format": "html", "title": "Ventes — Überblick"}, RESULT),
+    # sinks: the checks stage their rows (nothing connects)
+    Example("exporter", "database", {"format": "database", "path": "sink.sqlite",
+                                     "table": "totals", "mode": "replace"}, RESULT),
+    Example("exporter", "object_storage", {"format": "object_storage", "bucket": "analytics",
+                                           "key": "totals.csv"}, RESULT),
+    Example("exporter", "kafka", {"format": "kafka", "bootstrap_servers": "127.0.0.1:9092",
+                                  "topic": "totals", "key": "region"}, RESULT),
     # notifiers
     Example("notifier", "webhook", {"channel": "webhook", "url": "http://127.0.0.1:9/hook"}),
 ]

@@ -16,36 +16,20 @@ from raysight.plugins import PluginConfig
 Bound = int | float | dt.datetime | dt.date | str
 
 
-class DatabaseSourceConfig(PluginConfig):
-    """A query or a table of SQLite, PostgreSQL or MySQL/MariaDB.
+class DatabaseLocation(PluginConfig):
+    """Where a database is: a server ``url``, a SQLite ``path`` or a named ``connection``
+    (exactly one), shared by database sources and sinks.
 
-    ``url`` names a server database (``postgresql://user:${PG_PASSWORD}@host:5432/db``,
-    ``mysql://`` or ``mariadb://``); ``${NAME}`` references are read from the environment
-    only when a Ray worker connects, so a secret never enters the spec. ``path`` names a
-    SQLite file instead (a relative path resolves on the driver). ``connection`` names a
-    connection of the spec's ``connections:`` section or of the connections file instead
-    (:mod:`raysight.connections`): the spec keeps the name, the config carries that
-    connection's URL as written (references unresolved) to the workers, never in a dump or
-    a repr.
-
-    ``partition_column`` (numeric, date or timestamp) splits the read into ``partitions``
-    ranges between ``bounds`` (by default the column's min and max, read in ``plan``); the
-    first and last ranges are open-ended and one more partition holds the column's NULLs, so
-    bounds only set the ranges' width and no row is lost.
+    ``${NAME}`` references in a URL are read from the environment only where a connection
+    is made. A named connection is resolved while the spec is validated; the config keeps
+    the name, and carries the connection's URL as written, never in a dump or a repr.
     """
 
-    type: Literal["database"] = "database"
     url: str | None = Field(default=None, min_length=1)
     path: str | None = Field(default=None, min_length=1)
     connection: str | None = Field(default=None, min_length=1,
                                    description="a named connection (the spec's `connections:` "
                                                "or a connections file) instead of url/path")
-    query: str | None = Field(default=None, min_length=1)
-    #: a table name, quoted by the connector; ``schema.table`` names a table of a schema
-    table: str | None = Field(default=None, min_length=1)
-    partition_column: str | None = Field(default=None, min_length=1)
-    partitions: int = Field(default=4, ge=1, le=10_000)
-    bounds: list[Bound] | None = Field(default=None, min_length=2, max_length=2)
     #: seconds to wait for the server's TCP port (and, where the driver allows, the login)
     connect_timeout_s: float = Field(default=5.0, gt=0, le=300)
     #: the named connection, resolved while the spec was validated (pickled to the workers
@@ -60,17 +44,10 @@ class DatabaseSourceConfig(PluginConfig):
         return name
 
     @model_validator(mode="after")
-    def _one_of_each(self, info: ValidationInfo) -> DatabaseSourceConfig:
+    def _one_place(self, info: ValidationInfo) -> DatabaseLocation:
         if sum(v is not None for v in (self.url, self.path, self.connection)) != 1:
             raise ValueError("give exactly one of `url` (a server database), `path` "
                              "(a SQLite file) or `connection` (a named connection)")
-        if (self.query is None) == (self.table is None):
-            raise ValueError("give exactly one of `query` or `table`")
-        # the default, as a dump of the config (spec.json) holds it, is no setting of its own
-        default = type(self).model_fields["partitions"].default
-        if self.partition_column is None and (self.bounds is not None
-                                              or self.partitions != default):
-            raise ValueError("`partitions` and `bounds` need a `partition_column`")
         if self.url is not None:
             parse_url(self.url)  # a ValueError names what is wrong with it
         if self.connection is not None:
@@ -90,7 +67,7 @@ class DatabaseSourceConfig(PluginConfig):
             connection = connection.model_copy(update={"path": os.path.abspath(connection.path)})
         self._connection = connection
 
-    # -- where the database is, from the source or its connection ---------------------------
+    # -- where the database is, from the config or its connection ---------------------------
 
     @property
     def resolved(self) -> bool:
@@ -110,8 +87,46 @@ class DatabaseSourceConfig(PluginConfig):
 
     @property
     def timeout_s(self) -> float:
-        """``connect_timeout_s``: the source's own, else its connection's, else 5 s."""
+        """``connect_timeout_s``: the config's own, else its connection's, else 5 s."""
         if (self._connection is not None and "connect_timeout_s" not in self.model_fields_set
                 and self._connection.connect_timeout_s is not None):
             return self._connection.connect_timeout_s
         return self.connect_timeout_s
+
+
+class DatabaseSourceConfig(DatabaseLocation):
+    """A query or a table of SQLite, PostgreSQL or MySQL/MariaDB.
+
+    ``url`` names a server database (``postgresql://user:${PG_PASSWORD}@host:5432/db``,
+    ``mysql://`` or ``mariadb://``); ``${NAME}`` references are read from the environment
+    only when a Ray worker connects, so a secret never enters the spec. ``path`` names a
+    SQLite file instead (a relative path resolves on the driver). ``connection`` names a
+    connection of the spec's ``connections:`` section or of the connections file instead
+    (:mod:`raysight.connections`): the spec keeps the name, the config carries that
+    connection's URL as written (references unresolved) to the workers, never in a dump or
+    a repr.
+
+    ``partition_column`` (numeric, date or timestamp) splits the read into ``partitions``
+    ranges between ``bounds`` (by default the column's min and max, read in ``plan``); the
+    first and last ranges are open-ended and one more partition holds the column's NULLs, so
+    bounds only set the ranges' width and no row is lost.
+    """
+
+    type: Literal["database"] = "database"
+    query: str | None = Field(default=None, min_length=1)
+    #: a table name, quoted by the connector; ``schema.table`` names a table of a schema
+    table: str | None = Field(default=None, min_length=1)
+    partition_column: str | None = Field(default=None, min_length=1)
+    partitions: int = Field(default=4, ge=1, le=10_000)
+    bounds: list[Bound] | None = Field(default=None, min_length=2, max_length=2)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> DatabaseSourceConfig:
+        if (self.query is None) == (self.table is None):
+            raise ValueError("give exactly one of `query` or `table`")
+        # the default, as a dump of the config (spec.json) holds it, is no setting of its own
+        default = type(self).model_fields["partitions"].default
+        if self.partition_column is None and (self.bounds is not None
+                                              or self.partitions != default):
+            raise ValueError("`partitions` and `bounds` need a `partition_column`")
+        return self

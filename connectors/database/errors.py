@@ -20,18 +20,22 @@ _UNREACHABLE = re.compile(r"connection refused|could not connect|timed out|"
 
 
 @contextmanager
-def translated_errors(where: str, secrets: list[str]) -> Iterator[None]:
-    """Driver errors inside become InputError (login refused, bad SQL) or TransientError (no
-    connection), their message prefixed with ``where`` and any secret masked."""
+def translated_errors(where: str, secrets: list[str],
+                      driver_errors: tuple[type[Exception], ...] = (RuntimeError, OSError,
+                                                                    ValueError),
+                      action: str = "the query") -> Iterator[None]:
+    """Driver errors inside (``driver_errors``; connectorx raises RuntimeError) become
+    InputError (login refused, bad SQL) or TransientError (no connection), their message
+    prefixed with ``where`` and any secret masked; ``action`` names what failed."""
     try:
         yield
     except WorkflowError:
         raise
-    except (RuntimeError, OSError, ValueError) as err:  # connectorx raises RuntimeError
+    except driver_errors as err:
         message = redact(str(err), secrets).strip()
         if _LOGIN.search(message):
             raise InputError(f"{where}: the database refused the login: {message}",
                              source=where) from None
         if _UNREACHABLE.search(message):
             raise TransientError(f"{where}: cannot connect: {message}", source=where) from None
-        raise InputError(f"{where}: the query failed: {message}", source=where) from None
+        raise InputError(f"{where}: {action} failed: {message}", source=where) from None

@@ -90,17 +90,23 @@ class ObjectStorageSourceConfig(FileSourceConfig):
         if (self.key is None) == (self.prefix is None):
             raise ValueError("give exactly one of `key` (an object or a glob) or `prefix` "
                              "(a folder of objects)")
-        credentials = {name: getattr(self, name) for name in
-                       ("access_key_id", *SECRET_FIELDS) if getattr(self, name) is not None}
-        if self.anonymous and credentials:
-            raise ValueError(f"`anonymous: true` reads unsigned: drop {', '.join(credentials)}")
-        if (self.access_key_id is None) != (self.secret_access_key is None):
-            raise ValueError("give `access_key_id` and `secret_access_key` together")
-        if self.session_token is not None and self.access_key_id is None:
-            raise ValueError("a `session_token` needs `access_key_id` and `secret_access_key`")
-        for name, value in credentials.items():
-            if not check_references(value) and name in SECRET_FIELDS:
-                raise ValueError(
-                    f"`{name}` must name an environment variable (`${{AWS_SECRET_ACCESS_KEY}}`"
-                    "), not hold the secret: the spec is copied into the run directory")
+        check_credentials(self)
         return self
+
+
+def check_credentials(config: Any) -> None:
+    """ValueError for credentials given in part, beside ``anonymous``, or a secret given as
+    a value rather than a ``${NAME}`` reference (sources and sinks alike)."""
+    credentials = {name: getattr(config, name) for name in
+                   ("access_key_id", *SECRET_FIELDS) if getattr(config, name) is not None}
+    if config.anonymous and credentials:
+        raise ValueError(f"`anonymous: true` reads unsigned: drop {', '.join(credentials)}")
+    if (config.access_key_id is None) != (config.secret_access_key is None):
+        raise ValueError("give `access_key_id` and `secret_access_key` together")
+    if config.session_token is not None and config.access_key_id is None:
+        raise ValueError("a `session_token` needs `access_key_id` and `secret_access_key`")
+    for name, value in credentials.items():
+        if not check_references(value) and name in SECRET_FIELDS:
+            raise ValueError(
+                f"`{name}` must name an environment variable (`${{AWS_SECRET_ACCESS_KEY}}`"
+                "), not hold the secret: the spec is copied into the run directory")

@@ -3,11 +3,11 @@ environment where it is built (a Ray worker), and the secrets to mask in message
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from fsspec import AbstractFileSystem
 
-from raysight.connectors.object_storage.config import SECRET_FIELDS, ObjectStorageSourceConfig
+from raysight.connectors.object_storage.config import SECRET_FIELDS
 from raysight.errors import InputError
 from raysight.secrets import resolve
 
@@ -16,7 +16,20 @@ from raysight.secrets import resolve
 MAX_ATTEMPTS = 2
 
 
-def s3_filesystem(config: ObjectStorageSourceConfig) -> AbstractFileSystem:
+class S3Settings(Protocol):
+    """Where an S3 store is and how to sign in: what an object storage source and an object
+    storage sink both say."""
+
+    anonymous: bool
+    endpoint_url: str | None
+    region: str | None
+    access_key_id: str | None
+    secret_access_key: str | None
+    session_token: str | None
+    connect_timeout_s: float
+
+
+def s3_filesystem(config: S3Settings) -> AbstractFileSystem:
     """The source's S3FileSystem: fsspec reuses one instance (and its connection pool) per
     distinct set of options in a process; listings are never cached, so a job in a reused
     Ray worker sees the bucket as it is now."""
@@ -26,7 +39,7 @@ def s3_filesystem(config: ObjectStorageSourceConfig) -> AbstractFileSystem:
     return fs
 
 
-def s3_options(config: ObjectStorageSourceConfig) -> dict[str, Any]:
+def s3_options(config: S3Settings) -> dict[str, Any]:
     """The keyword arguments of ``s3fs.S3FileSystem``, references resolved (InputError naming
     a variable that is not set): call only where the objects are opened."""
     options: dict[str, Any] = {
@@ -50,7 +63,7 @@ def s3_options(config: ObjectStorageSourceConfig) -> dict[str, Any]:
     return options
 
 
-def secrets(config: ObjectStorageSourceConfig) -> list[str]:
+def secrets(config: S3Settings) -> list[str]:
     """The resolved secret key and session token (those that resolve), to mask in messages."""
     found = []
     for name in SECRET_FIELDS:

@@ -38,7 +38,7 @@ from raysight.engine.graph import NODE_TAG, Graph, in_node, task_keys
 from raysight.engine.graph_runner import run_graph
 from raysight.engine.retry import RetryPolicy
 from raysight.engine.trace import StepRecord
-from raysight.engine.worker import compensate, pack, restore_partition
+from raysight.engine.worker import compensate, inject_faults, pack, restore_partition
 from raysight.engine.workflow import (
     Branch,
     Nested,
@@ -475,6 +475,7 @@ class Executor:
             args = () if value is NOTHING and not _takes_input(task) else (
                 None if value is NOTHING else value,)
             try:
+                inject_faults(ctx.faults, sctx)  # a driver step fails as injected, too
                 out = task.fn(*args, ctx=sctx) if task.wants_ctx else task.fn(*args)
             except Exception as exc:
                 err = classify(exc, task.name)

@@ -60,7 +60,7 @@ def execute(fn: Any, payload: TaskPayload, args: tuple[Any, ...]) -> tuple[TaskR
     register_arrow_serializer()
     ctx = StepContext(payload.job_id, payload.step, payload.attempt, payload.partition,
                       payload.params)
-    _inject_faults(payload, ctx)
+    inject_faults(payload.faults, ctx)
     call_args = unpack(payload.layout, args)
     lock = payload.lock
     if lock is not None:
@@ -90,8 +90,9 @@ def execute(fn: Any, payload: TaskPayload, args: tuple[Any, ...]) -> tuple[TaskR
     return report, output
 
 
-def _inject_faults(payload: TaskPayload, ctx: StepContext) -> None:
-    for fault in payload.faults:
+def inject_faults(faults: Any, ctx: StepContext) -> None:
+    """Fail (or delay) the step as the job's injected faults say (tests, chaos drills)."""
+    for fault in faults:
         if fault.step != ctx.step or ctx.attempt > fault.times:
             continue
         if fault.partition is not None and fault.partition != ctx.partition:

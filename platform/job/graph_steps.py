@@ -24,8 +24,15 @@ from raysight.analyses.relational.union import union_schema, union_tables
 from raysight.engine.context import Partitions, StepContext
 from raysight.engine.resources import cluster_cpus
 from raysight.errors import InputError
-from raysight.job.steps import render_chart, write_export
-from raysight.plugins import AnalysisResult, AnalysisSection, Chart, Exporter, ReportContext
+from raysight.job.steps import render_chart, stage_sink, write_export
+from raysight.plugins import (
+    AnalysisResult,
+    AnalysisSection,
+    Chart,
+    Exporter,
+    ReportContext,
+    Sink,
+)
 from raysight.tables import conform, portable, unify
 
 # ---------------------------------------------------------------------------------------------
@@ -266,6 +273,9 @@ def make_graph_results(
             figures=figures.get(name, []), data_stats=facts.data_stats, metrics=facts.metrics,
             warnings=[v["error"] for v in visualizations if "error" in v],
             analyses=sections if exporter.name == "html" and only is None else [])
+        if isinstance(exporter, Sink):  # staged for the job's commit; a failure fails the job
+            stage_sink(i, exporter, relpath, report, staging)
+            continue
         problem = None if exporter.name == "html" else exporter.problem(result.table.schema)
         error = write_export(i, exporter, relpath, report, problem, staging)
         if error is not None:

@@ -58,7 +58,9 @@ from raysight.job.pushdown import read_hints
 from raysight.job.record import RunRecord
 from raysight.job.result import DONE_STATES, JobResult, ray_dataset, write_json_atomic
 from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
+from raysight.job.sinks import commit_sinks
 from raysight.job.spec import (
+    SINK_STAGING,
     JobSpec,
     StepName,
     apply_override,
@@ -67,6 +69,7 @@ from raysight.job.spec import (
 )
 from raysight.job.steps import COMPLETED_WITH_ERRORS
 from raysight.job.stopping import cancelled_by_signals, job_error
+from raysight.plugins import Sink
 
 log = logging.getLogger(__name__)
 
@@ -354,6 +357,7 @@ class AnalysisJob:
                 fetch((executor or Executor()).run(self.workflow(), ctx))
             errors += record.manifest["export_errors"]
             state = COMPLETED_WITH_ERRORS if errors else "COMPLETED"
+            self._commit_sinks()
             self._commit()
             warnings += self._acknowledge_sources()
             if ctx.checkpoints is not None and not self.spec.execution.keep_checkpoints:
@@ -454,6 +458,16 @@ class AnalysisJob:
                 warnings.append(f"source {name!r}: what was read is not acknowledged ({err}); "
                                 "the next run reads it again")
         return warnings
+
+    def _commit_sinks(self) -> None:
+        """Write every sink's staged rows to its target, all or none (see
+        :mod:`raysight.job.sinks`); the staged rows are never moved into the run directory."""
+        sinks = [(i, exporter, str(self.staging / relpath))
+                 for i, (exporter, relpath, _) in enumerate(self.exports)
+                 if isinstance(exporter, Sink)]
+        if sinks:
+            commit_sinks(sinks, self.job_id)
+        shutil.rmtree(self.staging / SINK_STAGING, ignore_errors=True)
 
     def _commit(self) -> None:
         """Move staged exports into the run directory (rename, so each file appears whole)."""

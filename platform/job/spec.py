@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import functools
+import hashlib
 import json
 import posixpath
 import re
@@ -45,7 +46,7 @@ from raysight.engine.resources import Resources, parse_bytes
 from raysight.engine.retry import Exponential, RetryPolicy
 from raysight.engine.workflow import DEFAULT_FAN_IN
 from raysight.errors import InputError
-from raysight.plugins import PluginConfig
+from raysight.plugins import PluginConfig, Sink
 from raysight.secrets import masked_url
 
 SPEC_VERSION = 1
@@ -55,7 +56,9 @@ StepName = Literal["load", "preprocess", "analyze", "results", "notify", "comple
 DEFAULT_STEP_RETRIES = {"load": 5, "preprocess": 3, "analyze": 2, "results": 2, "notify": 3,
                         "complete": 1}
 RESERVED_OUTPUTS = {"result.json", "events.jsonl", "audit.jsonl", "spec.json", ".driver.lock"}
-RESERVED_FOLDERS = (".staging", "checkpoints")
+RESERVED_FOLDERS = (".staging", "checkpoints", ".sinks")
+#: the folder of the staging folder where sinks stage their rows until the job commits
+SINK_STAGING = ".sinks"
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -197,6 +200,12 @@ class JobCommon(_Strict):
     def _check_outputs(self) -> JobCommon:
         seen: dict[str, int] = {}
         for i, export in enumerate(getattr(self, "exports", [])):
+            if is_sink(export):  # writes outside the run directory; staged under its digest
+                norm = export_path(export)
+                if norm in seen:
+                    raise ValueError(f"exports[{i}] writes what exports[{seen[norm]}] writes")
+                seen[norm] = i
+                continue
             path = export.path or _default_export_name(export)
             problem = _export_path_problem(path)
             if problem:
@@ -277,8 +286,17 @@ def _default_export_name(export: Any) -> str:
 
 
 def export_path(export: Any) -> str:
-    """The run-directory-relative path an export writes."""
+    """The run-directory-relative path an export writes (a sink: where its rows are staged,
+    under the staging folder's ``.sinks``, until the job commits)."""
+    if is_sink(export):
+        digest = hashlib.sha256(export.model_dump_json().encode()).hexdigest()[:16]
+        return f"{SINK_STAGING}/{export.format}-{digest}.parquet"
     return posixpath.normpath(export.path or _default_export_name(export))
+
+
+def is_sink(export: Any) -> bool:
+    """Whether an export config is a sink's (it writes outside the run directory)."""
+    return issubclass(registry.exporters.get(export.format), Sink)
 
 
 def _export_path_problem(path: str) -> str | None:

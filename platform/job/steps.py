@@ -31,6 +31,7 @@ from raysight.plugins import (
     PartitionSpec,
     Preprocessor,
     ReportContext,
+    Sink,
     pop_warnings,
 )
 from raysight.tables import column_stats, conform, merge_column_stats, to_arrow, unify
@@ -238,6 +239,18 @@ def write_export(i: int, exporter: Exporter[Any], relpath: str, report: ReportCo
             "path": relpath,
             "message": f"export {relpath} ({exporter.name}): {failure}",
         }
+
+
+def stage_sink(i: int, sink: Sink[Any], relpath: str, report: ReportContext,
+               staging: str) -> None:
+    """Stage the rows of sink ``i`` in ``staging`` for the job's commit; a sink that cannot
+    write them (a column its target cannot hold) fails the step, naming the sink."""
+    problem = sink.problem(report.result.table.schema)
+    if problem is not None:
+        raise InputError(f"exports[{i}] ({sink.describe()}): {problem}", export=i)
+    target = os.path.join(staging, relpath)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    sink.export(report, target)
 
 
 # ---------------------------------------------------------------------------------------------
