@@ -3,7 +3,9 @@
 1. ``files``: a ``--rows`` CSV file and the same rows as a Parquet file, each loaded through a
    job's load step (the ``source`` node's steps, run by the engine until every partition is
    in Ray's object store) against ``pyarrow.csv.read_csv`` / ``pyarrow.parquet.read_table`` of
-   the same file in this process.
+   the same file in this process, and against the same partitions read by pyarrow alone in
+   plain Ray tasks (what Ray itself costs: a task per partition, its table written into the
+   object store).
 2. ``postgres``: a ``--db-rows`` PostgreSQL table (built on the server with
    ``generate_series``) loaded through the load step, in one range and in ``--partitions``
    ranges of its id, against connectorx's own fetch of the whole table and, for context,
@@ -57,6 +59,36 @@ def load_step(source: dict[str, Any]) -> float:
     return best_of(once, ARGS.repeat)
 
 
+@ray.remote
+def _raw_read(path: str, fmt: str, options: dict[str, Any]) -> pa.Table:
+    """One partition read by pyarrow alone in a plain Ray task (the raw-Ray peer)."""
+    if fmt == "parquet":
+        pfile = pq.ParquetFile(path, memory_map=True)
+        return pfile.read_row_groups(options.get("row_groups",
+                                                 range(pfile.metadata.num_row_groups)))
+    with pa.memory_map(path) as f:
+        f.seek(options.get("start", 0))
+        data = f.read_buffer(options.get("end", f.size()) - options.get("start", 0))
+    names = options.get("column_names")
+    return pa_csv.read_csv(pa.BufferReader(data),
+                           read_options=pa_csv.ReadOptions(column_names=names))
+
+
+def raw_ray(source: dict[str, Any]) -> float:
+    """The best time of reading the partitions the load step plans, each in a plain Ray task
+    with pyarrow and nothing else (no raysight engine, statistics or checks)."""
+    from raysight.connectors.files import FileConnector, FileSourceConfig
+
+    parts = FileConnector(FileSourceConfig(**source)).plan()
+
+    def once() -> None:
+        refs = [_raw_read.remote(source["path"], p.options["format"], p.options)
+                for p in parts]
+        ray.wait(refs, num_returns=len(refs), fetch_local=False)
+
+    return best_of(once, ARGS.repeat)
+
+
 def frame(rows: int) -> pa.Table:
     rng = np.random.default_rng(7)
     return pa.table({
@@ -73,11 +105,15 @@ def files(root: Path) -> dict[str, dict[str, float]]:
     csv_path, parquet_path = root / "data.csv", root / "data.parquet"
     pa_csv.write_csv(table, csv_path)
     pq.write_table(table, parquet_path)
+    csv_source = {"type": "file", "path": str(csv_path)}
+    parquet_source = {"type": "file", "path": str(parquet_path)}
     return {
-        "csv": {"raysight": load_step({"type": "file", "path": str(csv_path)}),
-                "pyarrow": best_of(lambda: pa_csv.read_csv(csv_path), ARGS.repeat)},
-        "parquet": {"raysight": load_step({"type": "file", "path": str(parquet_path)}),
-                    "pyarrow": best_of(lambda: pq.read_table(parquet_path), ARGS.repeat)},
+        "csv": {"raysight": load_step(csv_source),
+                "pyarrow": best_of(lambda: pa_csv.read_csv(csv_path), ARGS.repeat),
+                "raw_ray": raw_ray(csv_source)},
+        "parquet": {"raysight": load_step(parquet_source),
+                    "pyarrow": best_of(lambda: pq.read_table(parquet_path), ARGS.repeat),
+                    "raw_ray": raw_ray(parquet_source)},
     }
 
 
@@ -131,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
             out["files"] = files(Path(tmp))
         for kind, t in out["files"].items():
             print(f"{kind} {ARGS.rows:,} rows: raysight load {t['raysight']:.2f} s, pyarrow "
-                  f"{t['pyarrow']:.2f} s, ratio {t['raysight'] / t['pyarrow']:.2f}")
+                  f"{t['pyarrow']:.2f} s, ratio {t['raysight'] / t['pyarrow']:.2f}; the same "
+                  f"partitions in plain Ray tasks {t['raw_ray']:.2f} s, ratio "
+                  f"{t['raysight'] / t['raw_ray']:.2f}")
     if ARGS.only in (None, "postgres"):
         t = postgres()
         if t is not None:
