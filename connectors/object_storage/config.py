@@ -9,13 +9,44 @@ from pydantic import Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from raysight.connectors.files.config import FileSourceConfig
+from raysight.plugins import PluginConfig
 from raysight.secrets import check_references
 
 #: fields that hold a secret: a ``${NAME}`` reference is required, a literal value refused
 SECRET_FIELDS = ("secret_access_key", "session_token")
 
 
-class ObjectStorageSourceConfig(FileSourceConfig):
+class S3Location(PluginConfig):
+    """Where a bucket is and how to sign in to it: what object storage sources and sinks
+    share. Secrets are ``${NAME}`` references (see :func:`check_credentials`)."""
+
+    bucket: str = Field(min_length=1, max_length=255)
+    region: str | None = Field(default=None, min_length=1)
+    #: an S3-compatible endpoint (``http://127.0.0.1:9000``); None for AWS
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+/?$")
+    #: unsigned requests, for a public bucket
+    anonymous: bool = False
+    access_key_id: str | None = Field(default=None, min_length=1)
+    secret_access_key: str | None = Field(default=None, min_length=1)
+    session_token: str | None = Field(default=None, min_length=1)
+    #: seconds to wait for the endpoint's TCP connection (an unreachable one fails fast,
+    #: as a TransientError the job retries)
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("bucket")
+    @classmethod
+    def _a_bucket_name(cls, value: str) -> str:
+        if "/" in value or ":" in value:
+            raise ValueError(f"a bucket is a name, without s3:// or /, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _safe_credentials(self) -> S3Location:
+        check_credentials(self)
+        return self
+
+
+class ObjectStorageSourceConfig(FileSourceConfig, S3Location):
     """Objects of an S3 (or S3-compatible: MinIO, Ceph, R2...) bucket read as files.
 
     ``key`` names one object or a glob of them (``sales/2024-*.parquet``, ``**/*.csv``);
@@ -42,20 +73,8 @@ class ObjectStorageSourceConfig(FileSourceConfig):
     type: Literal["object_storage"] = "object_storage"  # type: ignore[assignment]
     #: the URL the file connector lists (``s3://bucket/key``): derived, never given
     path: SkipJsonSchema[str] = Field(default="", exclude=True, repr=False)
-    bucket: str = Field(min_length=1, max_length=255)
     key: str | None = Field(default=None, min_length=1)
     prefix: str | None = None
-    region: str | None = Field(default=None, min_length=1)
-    #: an S3-compatible endpoint (``http://127.0.0.1:9000``); None for AWS
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+/?$")
-    #: unsigned requests, for a public bucket
-    anonymous: bool = False
-    access_key_id: str | None = Field(default=None, min_length=1)
-    secret_access_key: str | None = Field(default=None, min_length=1)
-    session_token: str | None = Field(default=None, min_length=1)
-    #: seconds to wait for the endpoint's TCP connection (an unreachable one fails fast,
-    #: as a TransientError the job retries)
-    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
 
     @model_validator(mode="before")
     @classmethod
@@ -70,13 +89,6 @@ class ObjectStorageSourceConfig(FileSourceConfig):
             data = {**data, "path": f"s3://{data['bucket']}/{where}".rstrip("/")}
         return data
 
-    @field_validator("bucket")
-    @classmethod
-    def _a_bucket_name(cls, value: str) -> str:
-        if "/" in value or ":" in value:
-            raise ValueError(f"a bucket is a name, without s3:// or /, got {value!r}")
-        return value
-
     @field_validator("key", "prefix")
     @classmethod
     def _relative(cls, value: str | None) -> str | None:
@@ -86,11 +98,10 @@ class ObjectStorageSourceConfig(FileSourceConfig):
         return value
 
     @model_validator(mode="after")
-    def _one_place_and_safe_credentials(self) -> ObjectStorageSourceConfig:
+    def _one_place(self) -> ObjectStorageSourceConfig:
         if (self.key is None) == (self.prefix is None):
             raise ValueError("give exactly one of `key` (an object or a glob) or `prefix` "
                              "(a folder of objects)")
-        check_credentials(self)
         return self
 
 

@@ -119,7 +119,7 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
                 conn.rollback()
             conn.close()
             raise
-        return writes.PostgresWrite(conn)
+        return writes.OpenTransaction(conn)
 
     def _mysql(self, url: DatabaseUrl, staged: str) -> PreparedWrite:
         import pymysql
@@ -138,7 +138,7 @@ class DatabaseSink(Sink[DatabaseSinkConfig]):
                 self._check(schema, writes.mysql_columns(cur, table))
                 if self.config.mode == "append":
                     writes.mysql_load(cur, table, staged)
-                    return writes.MysqlAppend(conn)
+                    return writes.OpenTransaction(conn)
                 stage = writes.staging_name(table)
                 cur.execute(writes.create_sql(stage, schema, "mysql", self._types(schema)))
                 writes.mysql_load(cur, stage, staged)

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
-from raysight.connectors.object_storage.config import check_credentials
+from raysight.connectors.object_storage.config import S3Location
 from raysight.connectors.object_storage.filesystem import s3_filesystem, secrets
 from raysight.errors import (
     InputError,
@@ -45,7 +45,7 @@ from raysight.exporters.files import (
     ParquetConfig,
     ParquetExporter,
 )
-from raysight.plugins import Exporter, PluginConfig, PreparedWrite, ReportContext, Sink
+from raysight.plugins import Exporter, PreparedWrite, ReportContext, Sink
 from raysight.secrets import redact
 
 FileConfig = Annotated[JsonConfig | CsvConfig | ParquetConfig, Field(discriminator="format")]
@@ -54,29 +54,14 @@ _EXPORTERS: dict[str, type[Exporter[Any]]] = {
 _SUFFIXES = {".json": "json", ".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 
-class ObjectStorageSinkConfig(PluginConfig):
+class ObjectStorageSinkConfig(S3Location):
     """``{format: object_storage, from, bucket, key, file?, endpoint_url?, region?,
     access_key_id?, secret_access_key?, session_token?}``."""
 
     format: Literal["object_storage"] = "object_storage"
-    bucket: str = Field(min_length=1, max_length=255)
     key: str = Field(min_length=1, description="the object written, e.g. reports/x.parquet")
     file: FileConfig | None = Field(default=None, description="the file format and its "
                                     "options (default: the one the key's suffix names)")
-    region: str | None = Field(default=None, min_length=1)
-    endpoint_url: str | None = Field(default=None, pattern=r"^https?://[^/\s]+/?$")
-    anonymous: bool = False
-    access_key_id: str | None = Field(default=None, min_length=1)
-    secret_access_key: str | None = Field(default=None, min_length=1)
-    session_token: str | None = Field(default=None, min_length=1)
-    connect_timeout_s: float = Field(default=10.0, gt=0, le=300)
-
-    @field_validator("bucket")
-    @classmethod
-    def _a_bucket_name(cls, value: str) -> str:
-        if "/" in value or ":" in value:
-            raise ValueError(f"a bucket is a name, without s3:// or /, got {value!r}")
-        return value
 
     @field_validator("key")
     @classmethod
@@ -87,13 +72,12 @@ class ObjectStorageSinkConfig(PluginConfig):
         return value
 
     @model_validator(mode="after")
-    def _a_format_and_safe_credentials(self) -> ObjectStorageSinkConfig:
+    def _a_format(self) -> ObjectStorageSinkConfig:
         if self.file is None and posixpath.splitext(self.key)[1].lower() not in _SUFFIXES:
             raise ValueError(f"say the file format: `file: {{format: parquet}}` (json, csv or "
                              f"parquet); the key {self.key!r} does not end in one")
         if self.file is not None and self.file.path is not None:
             raise ValueError("`file.path` is not used: the object is named by `key`")
-        check_credentials(self)
         return self
 
     @property

@@ -105,8 +105,9 @@ def _split(table: str) -> tuple[str | None, str]:
 # PostgreSQL
 
 
-class PostgresWrite(PreparedWrite):
-    """Rows loaded by COPY in an open transaction of a psycopg connection."""
+class OpenTransaction(PreparedWrite):
+    """Rows loaded in a transaction still open on ``conn`` (a psycopg COPY, a MySQL append
+    into an InnoDB table), committed or rolled back with the job."""
 
     transactional = True
 
@@ -180,27 +181,6 @@ class MysqlRename(PreparedWrite):
         try:
             with self.conn.cursor() as cur:
                 cur.execute(f"DROP TABLE IF EXISTS {quote_table(self.stage, 'mysql')}")
-        finally:
-            self.conn.close()
-
-
-class MysqlAppend(PreparedWrite):
-    """Rows loaded into the target in an open (InnoDB) transaction."""
-
-    transactional = True
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    def commit(self) -> None:
-        try:
-            self.conn.commit()
-        finally:
-            self.conn.close()
-
-    def rollback(self) -> None:
-        try:
-            self.conn.rollback()
         finally:
             self.conn.close()
 
