@@ -222,6 +222,8 @@ def _print_summary(result: Any) -> None:
     print(f"run dir   {result.run_dir}")
     for path in result.outputs:
         print(f"output    {path}")
+    for target in result.written:
+        print(f"wrote     {target}")
     for warning in result.warnings:
         print(f"warning   {warning}")
     for error in result.errors:

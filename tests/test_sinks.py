@@ -239,6 +239,9 @@ def test_create_writes_the_dataset_as_the_job_computed_it(tmp_path, data_file, d
     result = run(tmp_path, spec(data_file, [sink(db, table, "create", "kept")]))
     assert result.state == "COMPLETED", result.errors
     assert db.rows(table, DATA.schema) == expected_rows(kept())
+    # the result (and the CLI's summary) says where the rows went
+    assert len(result.written) == 1 and result.written[0].startswith("exports[0] (database")
+    assert result.written[0].endswith(f"table {table})")
 
 
 def test_create_writes_an_analysis_result(tmp_path, data_file, db):

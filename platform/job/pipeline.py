@@ -348,6 +348,7 @@ class AnalysisJob:
             analysis_type=self.analysis_type,
             driver=driver_identity(),
         )
+        written: list[str] = []  # the sinks' targets, once committed
         errors: list[dict[str, Any]] = []
         warnings: list[str] = []
         interrupt: BaseException | None = None
@@ -357,7 +358,7 @@ class AnalysisJob:
                 fetch((executor or Executor()).run(self.workflow(), ctx))
             errors += record.manifest["export_errors"]
             state = COMPLETED_WITH_ERRORS if errors else "COMPLETED"
-            self._commit_sinks()
+            written = self._commit_sinks()
             self._commit()
             warnings += self._acknowledge_sources()
             if ctx.checkpoints is not None and not self.spec.execution.keep_checkpoints:
@@ -415,6 +416,7 @@ class AnalysisJob:
             summary=manifest.get("summary", {}),
             analyses=manifest.get("analyses", {}),
             outputs=manifest.get("outputs", []) if state in DONE_STATES else [],
+            written=written,
             visualizations=manifest.get("visualizations", []), warnings=warnings, errors=errors,
             execution_path=list(ctx.trace.execution_path),
             steps={k: v.to_dict() for k, v in ctx.trace.stats.items()},
@@ -459,15 +461,15 @@ class AnalysisJob:
                                 "the next run reads it again")
         return warnings
 
-    def _commit_sinks(self) -> None:
+    def _commit_sinks(self) -> list[str]:
         """Write every sink's staged rows to its target, all or none (see
         :mod:`raysight.job.sinks`); the staged rows are never moved into the run directory."""
         sinks = [(i, exporter, str(self.staging / relpath))
                  for i, (exporter, relpath, _) in enumerate(self.exports)
                  if isinstance(exporter, Sink)]
-        if sinks:
-            commit_sinks(sinks, self.job_id)
+        written = commit_sinks(sinks, self.job_id) if sinks else []
         shutil.rmtree(self.staging / SINK_STAGING, ignore_errors=True)
+        return written
 
     def _commit(self) -> None:
         """Move staged exports into the run directory (rename, so each file appears whole)."""

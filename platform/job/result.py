@@ -37,6 +37,8 @@ class JobResult:
     #: a job graph's analyses by name: type, rows, columns, summary, outputs, the node read
     analyses: dict[str, dict[str, Any]] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    #: the targets the job's sinks wrote outside the run directory (tables, objects, topics)
+    written: list[str] = field(default_factory=list)
     visualizations: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
