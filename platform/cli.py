@@ -180,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             print(f"{args.spec}: valid ({_described(spec)})")
             return EXIT_OK
-        return _run(AnalysisJob(spec, run_dir=args.run_dir), args)
+        from raysight.service.jobs_api import driver_job_id
+
+        job_id = driver_job_id(spec.job_id, args.own_run_dir)
+        return _run(AnalysisJob(spec, run_dir=args.run_dir, job_id=job_id), args)
     except InputError as err:
         print(f"raysight: error: {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -201,6 +204,7 @@ def _resolve_run_dir(args: argparse.Namespace) -> None:
     )
 
     chosen = args.run_dir or default_run_dir()
+    args.own_run_dir = args.run_dir is None  # raysight chose it
     if args.command == "inspect":
         args.run_dir = os.path.expanduser(chosen)
         return

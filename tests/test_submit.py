@@ -265,6 +265,24 @@ def test_the_shipped_raysight_serves_imports_and_plugins_without_the_installed_o
     assert "'file'" in re.search(r"^PLUGINS (.+)$", out, re.M).group(1)
 
 
+def test_rays_own_job_submit_runs_a_spec_twice_outside_the_package_folder(head, tmp_path):
+    root = project(tmp_path / "raycli", "raycli")
+    ids = []
+    for n in range(2):
+        proc = subprocess.run(
+            [os.path.join(VENV_BIN, "ray"), "job", "submit", "--address", head["url"],
+             "--working-dir", ".", "--submission-id", f"raysubmit_cli{n}", "--",
+             "python", "-m", "raysight", "run", "spec.yaml", "--quiet"],
+            cwd=root, env=head["client"], capture_output=True, text=True, timeout=150)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "raysight: run directory" in proc.stdout  # the driver says where it wrote
+        ids.append(f"raycli-cli{n}")
+    for job_id in ids:
+        result = json.loads((run_dir(head, job_id) / "result.json").read_text())
+        assert result["state"] == "COMPLETED", result["errors"]
+    assert not [p for pkg in head["temp_dir"].rglob("_ray_pkg_*") for p in pkg.rglob("runs")]
+
+
 def test_a_relative_run_dir_is_refused_before_anything_is_sent(head, tmp_path):
     root = project(tmp_path / "rel", "rel")
     proc = raysight(head, "submit", "spec.yaml", "--address", head["url"], "--run-dir", "runs",

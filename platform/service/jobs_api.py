@@ -27,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import json
 import os
+import re
 import shlex
 import socket
 import time
@@ -46,6 +48,8 @@ RUN_DIR_ENV = "RAYSIGHT_RUN_DIR"
 #: Ray's own variables that override the address handed to JobSubmissionClient
 _ADDRESS_ENV = ("RAY_API_SERVER_ADDRESS", "RAY_ADDRESS")
 _HINT = "the Jobs API address is the dashboard's, http://HOST:8265 as `ray start --head` prints it"
+#: set by Ray for a driver its Jobs API starts: the job's runtime env and metadata
+_RAY_JOB_CONFIG = "RAY_JOB_CONFIG_JSON_ENV_VAR"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 #: exit status of ``submit --wait`` for a job stopped through the Jobs API (as for Ctrl-C)
 EXIT_STOPPED = 130
@@ -162,6 +166,29 @@ def submission_job_id(template: str | None) -> str:
     if template is not None and "{uuid}" not in template:
         job_id = f"{job_id}-{uuid.uuid4().hex[:8]}"
     return job_id
+
+
+def driver_job_id(template: str | None, own_run_dir: bool = True) -> str | None:
+    """The job id of a driver the Jobs API started, None elsewhere: the one ``raysight
+    submit`` chose (its metadata), else, for ``ray job submit``, the spec's template rendered
+    with the Ray submission id appended when the template is fixed (no ``{uuid}``), so that
+    a resubmission runs again instead of finding the first run's directory. A fixed job id
+    with an explicit ``--run-dir`` (``own_run_dir`` False) is kept: that names one folder."""
+    from raysight.job.spec import render_job_id
+
+    try:
+        config = json.loads(os.environ.get(_RAY_JOB_CONFIG, ""))
+    except json.JSONDecodeError:
+        return None
+    metadata = config.get("metadata") or {}
+    if metadata.get("raysight_job_id"):
+        return str(metadata["raysight_job_id"])
+    submission = str(metadata.get("job_submission_id") or "")
+    job_id = render_job_id(template)
+    if not own_run_dir or not submission or (template is None or "{uuid}" in template):
+        return job_id
+    suffix = re.sub(r"[^A-Za-z0-9._-]", "-", submission.removeprefix("raysubmit_"))
+    return f"{job_id}-{suffix}"
 
 
 def submit(client: Any, spec_path: str, *, working_dir: str = ".", run_dir: str | None = None,
