@@ -224,8 +224,10 @@ def submit(client: Any, spec_path: str, *, working_dir: str = ".", run_dir: str 
                           metadata=metadata)
     except RuntimeError as err:
         raise ConnectError(f"the Jobs API refused the job: {_first_line(err)}") from None
-    shown = run_dir or f"${RUN_DIR_ENV} or {DEFAULT_CLUSTER_RUN_DIR} on the driver's node"
-    return Submission(job_id, entrypoint, f"{shown}/{job_id}", metadata)
+    shown = (f"{run_dir}/{job_id}" if run_dir else
+             f"{DEFAULT_CLUSTER_RUN_DIR}/{job_id} on the driver's node "
+             f"(${RUN_DIR_ENV}/{job_id} where the cluster sets {RUN_DIR_ENV})")
+    return Submission(job_id, entrypoint, shown, metadata)
 
 
 def _overrides(overrides: tuple[str, ...]) -> list[str]:
