@@ -1,9 +1,15 @@
-"""The ``raysight`` command line: run, validate, resume, inspect, schema.
+"""The ``raysight`` command line: run, validate, resume, inspect, schema; submit, status, logs,
+cancel and list for jobs on a Ray cluster through its Jobs API (:mod:`raysight.service.jobs_api`).
 
 Exit status: 0 when the job completed, 1 when it failed, 2 for an invalid spec, a bad file,
 bad arguments or a cluster that cannot be reached (a one-line message naming the field, file or
 address, no traceback), 3 when it completed but some export could not be written (the others
-were), 130 when it was stopped (Ctrl-C, or SIGTERM from a Jobs API stop).
+were), 130 when it was stopped (Ctrl-C, or SIGTERM from a Jobs API stop). ``submit --wait``
+ends with the submitted job's own status (130 when it was cancelled).
+
+Run folders go under ``--run-dir``, else ``RAYSIGHT_RUN_DIR``, else ``./runs``; a driver that
+Ray's Jobs API started in its package folder (``_ray_pkg_*``, deleted with the session) uses
+``~/raysight-runs`` instead and never writes inside that folder.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("spec", help="path to the job spec")
     _connections_argument(run)
     _connection_arguments(run)
-    run.add_argument("--run-dir", default="runs", help="where run folders go (default ./runs)")
+    _run_dir_argument(run)
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a spec field, e.g. --set priority=70 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress display")
@@ -53,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = sub.add_parser("resume", help="finish an interrupted job from its checkpoints")
     resume.add_argument("job_id")
-    resume.add_argument("--run-dir", default="runs")
+    _run_dir_argument(resume)
     _connections_argument(resume)
     _connection_arguments(resume)
     resume.add_argument("--set", dest="overrides", action="append", default=[],
@@ -63,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     inspect = sub.add_parser("inspect", help="show state, steps and errors of a run")
     inspect.add_argument("job_id")
-    inspect.add_argument("--run-dir", default="runs")
+    _run_dir_argument(inspect)
     inspect.add_argument("--views", action="store_true",
                          help="also write dag.mmd and timeline.html into the run directory")
 
@@ -75,7 +81,50 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of job specs")
     schema.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
                         help="1: one source and one analysis; 2: a job graph (default 1)")
+    _jobs_api_commands(sub)
     return parser
+
+
+def _run_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run-dir", default=None,
+                        help="where run folders go (default: RAYSIGHT_RUN_DIR, else ./runs; "
+                             "~/raysight-runs for a driver in a Ray Jobs working directory)")
+
+
+def _jobs_api_commands(sub: Any) -> None:
+    address = {"default": None, "help": "the cluster's Jobs API, http://HOST:8265 (default: "
+                                        "RAY_API_SERVER_ADDRESS, or RAY_ADDRESS if http)"}
+    submit = sub.add_parser("submit", help="run a job spec on a Ray cluster (Jobs API)")
+    submit.add_argument("spec", help="path to the job spec, inside the working directory")
+    submit.add_argument("--address", **address)
+    submit.add_argument("--working-dir", default=".",
+                        help="the folder that travels with the job, where relative data paths "
+                             "resolve (default: the current directory)")
+    submit.add_argument("--run-dir", default=None,
+                        help="where the run folder goes on the cluster: an absolute path on "
+                             "storage the cluster shares, or ~/... on the driver's node "
+                             "(default: RAYSIGHT_RUN_DIR, else ~/raysight-runs there)")
+    submit.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a spec field (repeatable)")
+    _connections_argument(submit)
+    submit.add_argument("--wait", action="store_true",
+                        help="follow the logs to the end and exit with the job's status")
+    for name, text in (("status", "show a submitted job's status and metadata"),
+                       ("logs", "print a submitted job's logs"),
+                       ("cancel", "stop a submitted job")):
+        command = sub.add_parser(name, help=text)
+        command.add_argument("job_id", help="the raysight job id (its Jobs API submission id)")
+        command.add_argument("--address", **address)
+        if name == "logs":
+            command.add_argument("--follow", action="store_true",
+                                 help="stream the logs until the job ends")
+        if name == "cancel":
+            command.add_argument("--no-wait", action="store_true",
+                                 help="return once the stop is requested")
+    listing = sub.add_parser("list", help="list the jobs submitted to a cluster")
+    listing.add_argument("--address", **address)
+    listing.add_argument("--all", action="store_true",
+                         help="every Jobs API job, not only raysight's")
 
 
 def _connections_argument(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if args.command in ("run", "resume", "inspect"):
+            _resolve_run_dir(args)
+        if args.command in ("submit", "status", "logs", "cancel", "list"):
+            return _jobs_api(args)
         if args.command == "schema":
             from raysight.job.graph_spec import graph_json_schema
             from raysight.job.spec import json_schema
@@ -127,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             print(f"{args.spec}: valid ({_described(spec)})")
             return EXIT_OK
-        return _run(AnalysisJob(spec, run_dir=args.run_dir), args)
+        from raysight.service.jobs_api import driver_job_id
+
+        job_id = driver_job_id(spec.job_id, args.own_run_dir)
+        return _run(AnalysisJob(spec, run_dir=args.run_dir, job_id=job_id), args)
     except InputError as err:
         print(f"raysight: error: {err}", file=sys.stderr)
         return EXIT_INVALID
@@ -137,6 +193,68 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (`raysight inspect JOB | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _resolve_run_dir(args: argparse.Namespace) -> None:
+    """The run root, ``~`` expanded; never inside Ray's package folder for a new run."""
+    from raysight.service.jobs_api import (
+        check_durable_run_dir,
+        default_run_dir,
+        in_ray_package_dir,
+    )
+
+    chosen = args.run_dir or default_run_dir()
+    args.own_run_dir = args.run_dir is None  # raysight chose it
+    if args.command == "inspect":
+        args.run_dir = os.path.expanduser(chosen)
+        return
+    if args.run_dir is None and in_ray_package_dir(Path.cwd()):
+        # a driver the Jobs API started: its logs are all one sees, so they say where it wrote
+        print(f"raysight: run directory {os.path.expanduser(chosen)} (not Ray's package "
+              "folder, which is deleted with the session)", file=sys.stderr)
+    args.run_dir = str(check_durable_run_dir(chosen))
+
+
+def _jobs_api(args: argparse.Namespace) -> int:
+    from raysight.service import jobs_api
+
+    client = jobs_api.jobs_client(args.address)
+    if args.command == "submit":
+        submission = jobs_api.submit(client, args.spec, working_dir=args.working_dir,
+                                     run_dir=args.run_dir, overrides=tuple(args.overrides),
+                                     connections=args.connections)
+        print(f"submitted {submission.job_id}")
+        print(f"run dir   {submission.run_dir}")
+        if not args.wait:
+            return EXIT_OK
+        jobs_api.follow_logs(client, submission.job_id, sys.stdout)
+        info = jobs_api.wait_for(client, submission.job_id)
+        print(f"status    {info.status}")
+        return jobs_api.exit_code(info)
+    if args.command == "list":
+        print("\n".join(jobs_api.table(client.list_jobs(), everything=args.all)))
+        return EXIT_OK
+    if args.command == "logs":
+        if args.follow:
+            jobs_api.follow_logs(client, args.job_id, sys.stdout)
+        else:
+            jobs_api.job_info(client, args.job_id)
+            sys.stdout.write(client.get_job_logs(args.job_id))
+        return EXIT_OK
+    if args.command == "cancel":
+        info = jobs_api.job_info(client, args.job_id)
+        if str(info.status) in jobs_api.TERMINAL:
+            print(f"{args.job_id} had already ended: {info.status}")
+            return EXIT_OK
+        client.stop_job(args.job_id)
+        if args.no_wait:
+            print(f"{args.job_id} stop requested")
+            return EXIT_OK
+        info = jobs_api.wait_for(client, args.job_id, timeout_s=60)
+        print(f"{args.job_id} {info.status}")
+        return EXIT_OK if str(info.status) in jobs_api.TERMINAL else EXIT_FAILED
+    print("\n".join(jobs_api.describe(jobs_api.job_info(client, args.job_id))))
+    return EXIT_OK
 
 
 def _run(job: Any, args: argparse.Namespace) -> int:
