@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from raysight.errors import InputError
 
@@ -48,6 +49,23 @@ def check_references(text: str) -> list[str]:
             raise ValueError(f"`${{{name}}}` is not an environment variable reference "
                              "(letters, digits and _)")
     return names
+
+
+def check_settings(settings: dict[str, Any], where: str = "config") -> None:
+    """ValueError for client settings (librdkafka's ``sasl.password`` ...) whose ``${...}`` is
+    not a variable name, or whose key names a password or secret but whose value is written
+    out rather than a ``${NAME}`` reference (a spec is copied into every run directory)."""
+    for key, value in settings.items():
+        if not isinstance(value, str):
+            continue
+        try:
+            check_references(value)
+        except ValueError as err:
+            raise ValueError(f"{where}.{key}: {err}") from None
+        secret = any(word in key.lower() for word in ("password", "secret"))
+        if secret and without_references(value):
+            raise ValueError(f"{where}.{key} must be a ${{NAME}} reference: the spec is copied "
+                             "into the run directory")
 
 
 def resolve(text: str, what: str) -> str:

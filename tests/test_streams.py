@@ -371,6 +371,18 @@ def test_the_spec_refuses_a_dead_letter_policy_without_a_target_and_avro_without
                           schema={"x": "int65"})
 
 
+def test_the_spec_refuses_a_literal_kafka_password_without_repeating_it():
+    # the spec is copied into every run directory: secrets must be ${NAME} references
+    with pytest.raises(ValidationError, match=r"config.sasl.password must be a \$\{NAME\}") \
+            as err:
+        KafkaSourceConfig(type="kafka", bootstrap_servers="h:1", topic="t",
+                          config={"sasl.password": "hunter2-literal"})
+    assert "hunter2-literal" not in str(err.value).split("input_value")[0]
+    with pytest.raises(ValidationError, match="config.sasl.username: `\\$\\{bad name\\}`"):
+        KafkaSourceConfig(type="kafka", bootstrap_servers="h:1", topic="t",
+                          config={"sasl.username": "${bad name}"})
+
+
 def test_an_inferred_json_schema_reads_the_payloads_types():
     decoded = PayloadDecoder("json").decode([b'{"a": 1, "b": "x"}', b'{"a": 2, "c": true}'])
     assert decoded.table.to_pylist() == [{"a": 1, "b": "x", "c": None},

@@ -25,6 +25,7 @@ from raysight.connectors.files.errors import translated_errors
 from raysight.connectors.files.formats import FORMATS, SchemaReader
 from raysight.connectors.files.hive import (
     ARROW_TYPES,
+    TYPE_NAMES,
     constant_stats,
     partition_columns,
     typed_values,
@@ -260,8 +261,7 @@ def _with_hive(partition: PartitionSpec, values: dict[str, Any],
     marks the one partition read for its columns when the job's filters keep no file."""
     extra: dict[str, Any] = {"empty": True} if empty else {}
     if columns:
-        kinds = {t: k for k, t in ARROW_TYPES.items()}
-        extra.update(hive=values, hive_types={k: kinds[t] for k, t in columns.items()})
+        extra.update(hive=values, hive_types={k: TYPE_NAMES[t] for k, t in columns.items()})
     if not extra:
         return partition
     if empty and partition.options.get("format") == "parquet":

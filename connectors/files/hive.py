@@ -25,6 +25,8 @@ DEFAULT_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 ARROW_TYPES: dict[str, pa.DataType] = {"int64": pa.int64(), "float64": pa.float64(),
                                        "date": pa.date32(), "bool": pa.bool_(),
                                        "string": pa.string()}
+#: a partition column's Arrow type -> its name (partitions carry the names, not the types)
+TYPE_NAMES: dict[pa.DataType, str] = {t: k for k, t in ARROW_TYPES.items()}
 _BOOLS = {"true": True, "false": False}
 
 
@@ -78,8 +80,7 @@ def partition_columns(
 def typed_values(relpath: str, columns: dict[str, pa.DataType], source: str) -> dict[str, Any]:
     """The file's partition values as Python values of their columns' types."""
     values = folder_values(relpath) or {}
-    kinds = {t: k for k, t in ARROW_TYPES.items()}
-    return {key: _typed(values[key], kinds[t], key, source) for key, t in columns.items()}
+    return {key: _typed(values[key], TYPE_NAMES[t], key, source) for key, t in columns.items()}
 
 
 def with_partition_columns(

@@ -4,13 +4,13 @@ payloads decode and what becomes of a message that does not."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raysight.connectors.streams.schema import avro_arrow_schema, declared_schema
 from raysight.plugins import PluginConfig
+from raysight.secrets import check_references, check_settings
 
 PayloadFormat = Literal["json", "avro"]
 MalformedPolicy = Literal["fail", "skip", "dead_letter"]
@@ -123,9 +123,7 @@ class KafkaSourceConfig(_StreamSource):
     @field_validator("config")
     @classmethod
     def _references(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key, setting in value.items():
-            if isinstance(setting, str):
-                _check_references(setting, f"config {key!r}")
+        check_settings(value)
         return value
 
     @model_validator(mode="after")
@@ -187,12 +185,8 @@ def _check_dead_letter(policy: str, target: Any, what: str) -> None:
         raise ValueError("`dead_letter` is used only with `on_malformed: dead_letter`")
 
 
-_REFERENCE = re.compile(r"\$\{([^}]*)\}")
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
 def _check_references(text: str, where: str) -> None:
-    for name in _REFERENCE.findall(text):
-        if not _NAME.fullmatch(name):
-            raise ValueError(f"{where}: `${{{name}}}` is not an environment variable reference "
-                             "(letters, digits and _)")
+    try:
+        check_references(text)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None

@@ -31,7 +31,7 @@ from pydantic import Field, field_validator
 from raysight.errors import InputError, TransientError
 from raysight.exporters.files import jsonable_frame
 from raysight.plugins import PluginConfig, PreparedWrite, Sink
-from raysight.secrets import check_references, redact, resolve
+from raysight.secrets import check_references, check_settings, redact, resolve
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,7 @@ class KafkaSinkConfig(PluginConfig):
         own = sorted(set(value) & _OWN)
         if own:
             raise ValueError(f"{', '.join(own)} is set by the sink (use bootstrap_servers)")
-        for name, setting in value.items():
-            check_references(setting)
-            if "password" in name or "secret" in name:
-                if setting and not check_references(setting):
-                    raise ValueError(f"config.{name} must be a ${{NAME}} reference: the spec "
-                                     "is copied into the run directory")
+        check_settings(value)
         return value
 
 
