@@ -1,5 +1,6 @@
 """The ``raysight`` command line: run, validate, resume, inspect, schema; submit, status, logs,
-cancel and list for jobs on a Ray cluster through its Jobs API (:mod:`raysight.service.jobs_api`).
+cancel and list for jobs on a Ray cluster through its Jobs API (:mod:`raysight.service.jobs_api`);
+cluster for the platform's status (:mod:`raysight.service.cluster_status`).
 
 Exit status: 0 when the job completed, 1 when it failed, 2 for an invalid spec, a bad file,
 bad arguments or a cluster that cannot be reached (a one-line message naming the field, file or
@@ -25,6 +26,7 @@ from typing import Any
 
 from raysight.cluster import DEFAULT_CONNECT_TIMEOUT_S, connect
 from raysight.errors import InputError
+from raysight.service.cluster_status import add_cluster_command, cluster_command
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -82,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
                         help="1: one source and one analysis; 2: a job graph (default 1)")
     _jobs_api_commands(sub)
+    _connection_arguments(add_cluster_command(sub))
     return parser
 
 
@@ -154,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             _resolve_run_dir(args)
         if args.command in ("submit", "status", "logs", "cancel", "list"):
             return _jobs_api(args)
+        if args.command == "cluster":
+            return cluster_command(args)
         if args.command == "schema":
             from raysight.job.graph_spec import graph_json_schema
             from raysight.job.spec import json_schema
