@@ -2,7 +2,9 @@
 
 * :class:`MetricsObserver` counts steps started/succeeded/failed/retried, step durations and
   rows processed with ``ray.util.metrics``, tagged by job and step: they appear on Ray's
-  Prometheus endpoint and in the dashboard's metrics view.
+  Prometheus endpoint and in the dashboard's metrics view. A Ray Client driver (``ray://``)
+  exports nothing itself, so there the observer sends its records in a batch per finished step
+  to a named actor on the cluster (:data:`FORWARDER_NAME`) that records them.
 * :class:`OtelObserver` opens one OpenTelemetry span per job and a child span per step when
   the OpenTelemetry API is installed (it is with ``ray[default]``); spans go wherever the
   application's tracer provider sends them.
@@ -14,14 +16,25 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 from raysight.engine.events import Event
 
+log = logging.getLogger(__name__)
+
 _TAGS = ("job_id", "step")
 _DURATION_BOUNDARIES = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800]
+#: the actor that records a Ray Client driver's metrics on the cluster (one per cluster)
+FORWARDER_NAME, FORWARDER_NAMESPACE = "raysight_metrics", "raysight"
+#: events after which a Ray Client driver sends what it has gathered
+_FLUSH_AFTER = frozenset({"step_succeeded", "step_failed", "step_skipped", "job_completed",
+                          "job_failed", "job_cancelled"})
+
+#: one metric record: the metric's key in MetricsObserver.metrics(), the value, its tags
+Record = tuple[str, float, dict[str, str]]
 
 
 class MetricsObserver:
@@ -52,15 +65,106 @@ class MetricsObserver:
                 }
             return cls._metrics
 
+    def __init__(self) -> None:
+        self._client: bool | None = None  # decided at the first event, once Ray is up
+        self._pending: list[Record] = []
+        self._pending_lock = threading.Lock()
+
     def on_event(self, event: Event) -> None:
-        metrics = self.metrics()
-        tags = {"job_id": event.job_id, "step": event.step or ""}
-        if event.event_type in metrics:
-            metrics[event.event_type].inc(1.0, tags=tags)
-        if event.event_type == "step_succeeded":
-            metrics["duration"].observe(float(event.data.get("duration_s") or 0.0), tags=tags)
-            if event.data.get("rows"):
-                metrics["rows"].inc(float(event.data["rows"]), tags=tags)
+        records = metric_records(event)
+        if self._client is None:
+            self._client = _ray_client_driver()
+        if not self._client:
+            record_metrics(records)
+            return
+        with self._pending_lock:
+            self._pending.extend(records)
+            if event.event_type not in _FLUSH_AFTER or not self._pending:
+                return
+            batch, self._pending = self._pending, []
+        _Forwarder.send(batch)
+
+
+def metric_records(event: Event) -> list[Record]:
+    """What one event adds to the step metrics."""
+    tags = {"job_id": event.job_id, "step": event.step or ""}
+    records: list[Record] = []
+    if event.event_type in _COUNTED:
+        records.append((event.event_type, 1.0, tags))
+    if event.event_type == "step_succeeded":
+        records.append(("duration", float(event.data.get("duration_s") or 0.0), tags))
+        if event.data.get("rows"):
+            records.append(("rows", float(event.data["rows"]), tags))
+    return records
+
+
+_COUNTED = frozenset({"step_started", "step_succeeded", "step_failed", "task_retry",
+                      "step_skipped"})
+
+
+def record_metrics(records: list[Record]) -> None:
+    """Record metric records in this process (whose core worker exports them)."""
+    metrics = MetricsObserver.metrics()
+    for key, value, tags in records:
+        if key == "duration":
+            metrics[key].observe(value, tags=tags)
+        else:
+            metrics[key].inc(value, tags=tags)
+
+
+def _ray_client_driver() -> bool:
+    """Whether this process is a Ray Client (``ray://``) driver, which exports no metrics."""
+    try:
+        from ray.util.client import ray as client
+    except ImportError:
+        return False
+    return bool(client.is_connected())
+
+
+class MetricsForwarder:
+    """The actor behind :data:`FORWARDER_NAME`: records batches that Ray Client drivers send."""
+
+    def record(self, records: list[Record]) -> int:
+        record_metrics(records)
+        return len(records)
+
+
+class _Forwarder:
+    """A Ray Client driver's handle on the forwarding actor and its last batch in flight."""
+
+    _lock = threading.Lock()
+    _handle: Any = None
+    _last: Any = None
+
+    @classmethod
+    def send(cls, batch: list[Record]) -> None:
+        import ray
+
+        with cls._lock:
+            if cls._last is not None:
+                cls._check_last(ray)
+            if cls._handle is None:
+                # detached: the last values must outlive the client's job until the next
+                # scrape, and counters keep adding up across runs as they do in one process
+                cls._handle = ray.remote(num_cpus=0)(MetricsForwarder).options(
+                    name=FORWARDER_NAME, namespace=FORWARDER_NAMESPACE, get_if_exists=True,
+                    lifetime="detached").remote()
+            # fire and forget: a step never waits for its metrics
+            cls._last = cls._handle.record.remote(batch)
+
+    @classmethod
+    def _check_last(cls, ray: Any) -> None:
+        """Report a batch the actor failed to record, and start over with a new handle."""
+        ready, _ = ray.wait([cls._last], timeout=0)
+        if not ready:
+            return
+        try:
+            ray.get(ready[0])
+        except Exception as exc:  # the actor died or could not be created
+            log.warning("raysight metrics: the %s actor did not record a batch (%s); "
+                        "creating it again", FORWARDER_NAME, exc)
+            cls._handle = None
+        cls._last = None
 
 
 class OtelObserver:

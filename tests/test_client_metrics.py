@@ -1,0 +1,107 @@
+"""Step metrics of a Ray Client (``ray://``) driver reach the cluster's Prometheus endpoint:
+the driver sends them, a batch per finished step, to an actor that records them there."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+import ray
+from conftest import EXAMPLES
+from test_connect import free_port
+from test_service_metrics import value, wait_for_samples
+
+from raysight.engine import observability
+from raysight.engine.events import Event
+from raysight.engine.observability import MetricsObserver
+
+
+@pytest.fixture
+def client_address(ray_session):
+    """A Ray Client server of this test's own in front of the session's cluster (Ray's
+    legacy mode: one process, which becomes the client's driver); stopped by its own
+    process group."""
+    gcs = ray._private.worker.global_worker.node.gcs_address
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ray.util.client.server", "--mode", "legacy", "--address", gcs,
+         "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and server.poll() is None:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            time.sleep(0.2)
+        else:
+            pytest.skip("the Ray Client server did not start")
+        yield f"ray://127.0.0.1:{port}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+
+
+def test_a_ray_client_runs_step_metrics_reach_the_clusters_endpoint(client_address, tmp_path):
+    job_id = f"client-{uuid.uuid4().hex[:8]}"
+    driver = textwrap.dedent(f"""
+        import ray
+        from raysight.job.pipeline import AnalysisJob
+        from raysight.job.spec import parse_spec
+
+        ray.init({client_address!r}, logging_level="ERROR")
+        spec = parse_spec({{
+            "job_id": {job_id!r},
+            "source": {{"type": "file", "path": {str(EXAMPLES / "data" / "sales.csv")!r}}},
+            "analysis": {{"type": "aggregation", "group_by": ["region"],
+                          "metrics": [{{"function": "count"}}]}}}})
+        print(AnalysisJob(spec, run_dir={str(tmp_path)!r}).run().state)
+    """)
+    done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "COMPLETED" in done.stdout, done.stdout + done.stderr
+    mine = {"job_id": job_id, "step": "analysis/analyze"}
+    samples = wait_for_samples(
+        lambda s: value(s, "ray_raysight_steps_succeeded_total", **mine) is not None)
+    assert value(samples, "ray_raysight_steps_started_total", **mine) == 1
+    assert value(samples, "ray_raysight_steps_succeeded_total", **mine) == 1
+    assert value(samples, "ray_raysight_step_duration_seconds_count", **mine) == 1
+
+
+def test_a_client_driver_sends_one_batch_per_finished_step(monkeypatch):
+    sent: list[list] = []
+    monkeypatch.setattr(observability._Forwarder, "send", classmethod(
+        lambda cls, batch: sent.append(batch)))
+    monkeypatch.setattr(observability, "_ray_client_driver", lambda: True)
+    observer = MetricsObserver()
+    step = "analysis/analyze"
+    observer.on_event(Event("step_started", "j1", step))
+    observer.on_event(Event("task_retry", "j1", step))
+    observer.on_event(Event("node_event", "j1", step))
+    assert sent == []
+    observer.on_event(Event("step_succeeded", "j1", step, {"duration_s": 0.5, "rows": 7}))
+    tags = {"job_id": "j1", "step": step}
+    assert sent == [[("step_started", 1.0, tags), ("task_retry", 1.0, tags),
+                     ("step_succeeded", 1.0, tags), ("duration", 0.5, tags),
+                     ("rows", 7.0, tags)]]
+    observer.on_event(Event("job_completed", "j1"))
+    assert len(sent) == 1, "a flush with nothing gathered sends nothing"
+
+
+def test_a_driver_with_its_own_core_worker_records_in_process(monkeypatch):
+    recorded: list[list] = []
+    monkeypatch.setattr(observability, "record_metrics", recorded.append)
+    monkeypatch.setattr(observability, "_ray_client_driver", lambda: False)
+    monkeypatch.setattr(observability._Forwarder, "send", classmethod(
+        lambda cls, batch: pytest.fail("a driver with a core worker forwarded its metrics")))
+    MetricsObserver().on_event(Event("step_started", "j2", "load"))
+    assert recorded == [[("step_started", 1.0, {"job_id": "j2", "step": "load"})]]
