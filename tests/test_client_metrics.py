@@ -3,20 +3,14 @@ the driver sends them, a batch per finished step, to an actor that records them 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 
 import pytest
-import ray
 from conftest import EXAMPLES
-from test_connect import free_port
+from ray_client import ray_client_server
 from test_service_metrics import value, wait_for_samples
 
 from raysight.engine import observability
@@ -26,29 +20,8 @@ from raysight.engine.observability import MetricsObserver
 
 @pytest.fixture
 def client_address(ray_session):
-    """A Ray Client server of this test's own in front of the session's cluster (Ray's
-    legacy mode: one process, which becomes the client's driver); stopped by its own
-    process group."""
-    gcs = ray._private.worker.global_worker.node.gcs_address
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ray.util.client.server", "--mode", "legacy", "--address", gcs,
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and server.poll() is None:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            time.sleep(0.2)
-        else:
-            pytest.skip("the Ray Client server did not start")
-        yield f"ray://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=20)
+    with ray_client_server() as address:
+        yield address
 
 
 def test_a_ray_client_runs_step_metrics_reach_the_clusters_endpoint(client_address, tmp_path):

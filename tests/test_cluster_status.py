@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import ray
+from ray_client import ray_client_server
 from test_connect import free_port
 
 from raysight.cli import main
@@ -177,3 +178,15 @@ def test_cluster_at_an_unreachable_address_exits_2_with_one_line():
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.count("\n") == 1 and address in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cluster_through_ray_client_reports_the_same_cluster():
+    with ray_client_server() as address:
+        done = subprocess.run([sys.executable, "-m", "raysight", "cluster", "--json",
+                               "--address", address], capture_output=True, text=True,
+                              timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["cluster"]["resources_total"] == pytest.approx(ray.cluster_resources())
+    assert [n["node_id"] for n in printed["nodes"]] == [n["NodeID"] for n in ray.nodes()]
+    assert printed["cluster"]["running_tasks"] >= 1  # the collecting task itself

@@ -220,7 +220,7 @@ def describe_status(status: dict[str, Any]) -> list[str]:
         status["cluster"]["resources_available"]
     dead = f" ({cluster['nodes_dead']} dead)" if cluster["nodes_dead"] else ""
     lines = [f"nodes     {cluster['nodes_alive']} alive{dead}, "
-             f"{cluster['running_tasks']} tasks running"]
+             f"{_count(cluster['running_tasks'], 'task')} running"]
     for name, label in (("CPU", "CPU"), ("GPU", "GPU"), ("memory", "memory")):
         share = cluster[f"{name.lower()}_utilisation"]
         if share is None:
@@ -262,6 +262,10 @@ def _scheduler_lines(queue: dict[str, Any] | None, stats: dict[str, Any] | None)
     ]
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _seconds(value: Any) -> str:
     return "-" if value is None else f"{float(value):.3g} s"
 
@@ -281,7 +285,8 @@ def _node_line(node: dict[str, Any]) -> str:
         parts.append("objects " + _pair("object_store_memory", node["object_store_used_bytes"],
                                         node["object_store_bytes"]))
     if node["running_tasks"] is not None:
-        parts.append(f"{node['running_tasks']} tasks running on {node['workers']} workers")
+        parts.append(f"{_count(node['running_tasks'], 'task')} running on "
+                     f"{_count(node['workers'], 'worker')}")
     elif node["load_error"]:
         parts.append(f"load unknown ({node['load_error']})")
     free = node["resources_available"]
