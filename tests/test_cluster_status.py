@@ -77,10 +77,12 @@ def test_cpu_utilisation_counts_what_an_actor_holds():
     holder = Holder.remote()
     ray.get(holder.ready.remote())
     try:
-        status = platform_status()
         total = ray.cluster_resources()["CPU"]
-        expected = (total - ray.available_resources().get("CPU", 0.0)) / total
-        assert status["cluster"]["cpu_utilisation"] == pytest.approx(expected)
+        before = (total - ray.available_resources().get("CPU", 0.0)) / total
+        status = platform_status()
+        after = (total - ray.available_resources().get("CPU", 0.0)) / total
+        # another test's leftover task may end meanwhile: Ray's own numbers bracket ours
+        assert min(before, after) <= status["cluster"]["cpu_utilisation"] <= max(before, after)
         assert status["cluster"]["cpu_utilisation"] >= 1 / total
         node = next(n for n in status["nodes"] if n["alive"])
         assert node["cpu"] - node["cpu_available"] >= 1
@@ -144,6 +146,20 @@ def test_without_a_job_manager_scheduler_is_none_and_the_text_says_so(monkeypatc
     assert "scheduler no job manager running" in describe_status(status)
 
 
+@ray.remote(num_cpus=0)
+class DeadManager:
+    def stats(self) -> dict:
+        raise SystemExit  # the actor process ends, as a killed manager's does
+
+
+def test_a_job_manager_that_does_not_answer_is_reported_not_raised():
+    manager = DeadManager.remote()
+    status = platform_status(manager)
+    assert status["scheduler"] is None and status["queue"] is None
+    assert status["scheduler_error"].startswith("the job manager did not answer")
+    assert f"scheduler {status['scheduler_error']}" in describe_status(status)
+
+
 def test_without_the_job_manager_module_scheduler_is_none(monkeypatch):
     monkeypatch.setitem(sys.modules, "raysight.service.manager", None)  # import fails
     assert platform_status()["scheduler"] is None
@@ -192,7 +208,7 @@ def test_cluster_through_ray_client_reports_the_same_cluster():
     assert done.returncode == 0, done.stdout + done.stderr
     printed = json.loads(done.stdout)
     assert printed["cluster"]["resources_total"] == pytest.approx(ray.cluster_resources())
-    assert [n["node_id"] for n in printed["nodes"]] == [n["NodeID"] for n in ray.nodes()]
+    assert {n["node_id"] for n in printed["nodes"]} == {n["NodeID"] for n in ray.nodes()}
     assert printed["cluster"]["running_tasks"] >= 1  # the collecting task itself
 
 

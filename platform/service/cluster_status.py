@@ -21,7 +21,8 @@ running tasks). ``memory`` is Ray's logical memory resource: its utilisation is 
 tasks and actors reserved, not the operating system's view.
 
 ``scheduler`` holds the job manager's statistics (:mod:`raysight.service.manager`) and
-``queue`` its queue; both are None when no job manager runs.
+``queue`` its queue; both are None when no job manager runs, and when one runs but does not
+answer, ``scheduler_error`` says why.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 #: resources Ray defines itself; everything else on a node is a custom resource
 STANDARD = ("CPU", "GPU", "memory", "object_store_memory")
 _IMPLICIT_PREFIXES = ("node:", "accelerator_type:")
+#: how long the job manager may take to report its statistics
+STATS_TIMEOUT_S = 30.0
 
 
 def platform_status(manager: Any | None = None) -> dict[str, Any]:
@@ -59,9 +62,12 @@ def platform_status(manager: Any | None = None) -> dict[str, Any]:
         nodes, cluster = ray.get(collect.remote())
     else:
         nodes, cluster = _collect()
-    scheduler = _scheduler_stats(manager)
-    return {"nodes": nodes, "cluster": cluster, "queue": _queue(scheduler),
-            "scheduler": scheduler}
+    scheduler, error = _scheduler_stats(manager)
+    status: dict[str, Any] = {"nodes": nodes, "cluster": cluster,
+                              "queue": _queue(scheduler), "scheduler": scheduler}
+    if error:
+        status["scheduler_error"] = error
+    return status
 
 
 def _client_mode() -> bool:
@@ -189,19 +195,25 @@ def _node_activity() -> dict[str, dict[str, Any]]:
     } for state in reply.node_states}
 
 
-def _scheduler_stats(manager: Any | None) -> dict[str, Any] | None:
-    """The job manager's statistics, or None when no manager runs."""
+def _scheduler_stats(manager: Any | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The job manager's statistics (None when no manager runs), and why a manager that
+    exists gave none."""
     import ray
 
     if manager is None:
         try:
             from raysight.service.manager import find_manager
         except ImportError:
-            return None
+            return None, None
         manager = find_manager()
         if manager is None:
-            return None
-    return dict(ray.get(manager.stats.remote(), timeout=30))
+            return None, None
+    try:
+        return dict(ray.get(manager.stats.remote(), timeout=STATS_TIMEOUT_S)), None
+    except (ray.exceptions.RayError, TimeoutError) as exc:  # dead, restarting or stuck
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("the job manager did not report its statistics: %s", reason)
+        return None, f"the job manager did not answer: {reason}"
 
 
 def _queue(scheduler: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -234,7 +246,10 @@ def describe_status(status: dict[str, Any]) -> list[str]:
     share = store_used / store_total if store_total else 0.0
     lines.append(f"objects   {format_bytes(store_used)} of {format_bytes(store_total)} "
                  f"in the object store ({percent(share)})")
-    lines.extend(_scheduler_lines(status.get("queue"), status.get("scheduler")))
+    if status.get("scheduler_error"):
+        lines.append(f"scheduler {status['scheduler_error']}")
+    else:
+        lines.extend(_scheduler_lines(status.get("queue"), status.get("scheduler")))
     lines.extend(_node_line(node) for node in status["nodes"])
     return lines
 
