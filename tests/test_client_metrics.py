@@ -43,17 +43,19 @@ def test_a_ray_client_runs_step_metrics_reach_the_clusters_endpoint(client_addre
                           timeout=120)
     assert done.returncode == 0 and "COMPLETED" in done.stdout, done.stdout + done.stderr
     mine = {"job_id": job_id, "step": "analysis/analyze"}
-    samples = wait_for_samples(
-        lambda s: value(s, "ray_raysight_steps_succeeded_total", **mine) is not None)
-    assert value(samples, "ray_raysight_steps_started_total", **mine) == 1
-    assert value(samples, "ray_raysight_steps_succeeded_total", **mine) == 1
-    assert value(samples, "ray_raysight_step_duration_seconds_count", **mine) == 1
+    expected = {"ray_raysight_steps_started_total": 1, "ray_raysight_steps_succeeded_total": 1,
+                "ray_raysight_step_duration_seconds_count": 1}
+    # Ray's metrics agent may show one metric an export before another: wait for them all
+    samples = wait_for_samples(lambda s: all(value(s, name, **mine) is not None
+                                             for name in expected))
+    assert {name: value(samples, name, **mine) for name in expected} == expected
 
 
 def test_a_client_driver_sends_one_batch_per_finished_step(monkeypatch):
     sent: list[list] = []
+    waits: list[float] = []
     monkeypatch.setattr(observability._Forwarder, "send", classmethod(
-        lambda cls, batch: sent.append(batch)))
+        lambda cls, batch, wait_s=0: (sent.append(batch), waits.append(wait_s))))
     monkeypatch.setattr(observability, "_ray_client_driver", lambda: True)
     observer = MetricsObserver()
     step = "analysis/analyze"
@@ -66,8 +68,22 @@ def test_a_client_driver_sends_one_batch_per_finished_step(monkeypatch):
     assert sent == [[("step_started", 1.0, tags), ("task_retry", 1.0, tags),
                      ("step_succeeded", 1.0, tags), ("duration", 0.5, tags),
                      ("rows", 7.0, tags)]]
+    assert waits == [0], "a step's batch is sent without waiting"
     observer.on_event(Event("job_completed", "j1"))
     assert len(sent) == 1, "a flush with nothing gathered sends nothing"
+
+
+def test_a_client_driver_waits_for_the_last_batch_at_the_jobs_end(monkeypatch):
+    waits: list[float] = []
+    monkeypatch.setattr(observability._Forwarder, "send", classmethod(
+        lambda cls, batch, wait_s=0: waits.append(wait_s)))
+    monkeypatch.setattr(observability, "_ray_client_driver", lambda: True)
+    observer = MetricsObserver()
+    observer.on_event(Event("step_started", "j3", "results"))
+    observer.on_event(Event("step_failed", "j3", "results"))
+    observer.on_event(Event("task_retry", "j3", "results"))
+    observer.on_event(Event("job_failed", "j3"))
+    assert waits[0] == 0 and waits[1] > 0
 
 
 def test_a_driver_with_its_own_core_worker_records_in_process(monkeypatch):
@@ -75,6 +91,6 @@ def test_a_driver_with_its_own_core_worker_records_in_process(monkeypatch):
     monkeypatch.setattr(observability, "record_metrics", recorded.append)
     monkeypatch.setattr(observability, "_ray_client_driver", lambda: False)
     monkeypatch.setattr(observability._Forwarder, "send", classmethod(
-        lambda cls, batch: pytest.fail("a driver with a core worker forwarded its metrics")))
+        lambda cls, batch, wait_s=0: pytest.fail("a driver with a core worker forwarded")))
     MetricsObserver().on_event(Event("step_started", "j2", "load"))
     assert recorded == [[("step_started", 1.0, {"job_id": "j2", "step": "load"})]]

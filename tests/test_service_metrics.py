@@ -20,6 +20,8 @@ from raysight.service.metrics import METRIC_NAMES, ManagerMetrics
 DASHBOARD = REPO_ROOT / "deploy" / "grafana" / "raysight.json"
 
 Sample = tuple[str, dict[str, str], float]
+#: what Ray appends to each of METRIC_NAMES on export (gauges, counters, histograms)
+EXPORTED_SUFFIXES = ("", "", "", "_total", "_total", "_total", "_count", "_count")
 
 
 def scrape() -> list[Sample]:
@@ -37,7 +39,7 @@ def scrape() -> list[Sample]:
 
 
 def wait_for_samples(found: Callable[[list[Sample]], bool],
-                     timeout_s: float = 30.0) -> list[Sample]:
+                     timeout_s: float = 60.0) -> list[Sample]:
     """Scrape until ``found`` holds (Ray exports metrics every few seconds)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -78,9 +80,11 @@ def test_manager_metrics_recorded_in_an_actor_reach_the_prometheus_endpoint():
     name = f"m-{uuid.uuid4().hex[:8]}"
     recorder = Recorder.remote(name)
     ray.get(recorder.record.remote())
-    samples = wait_for_samples(lambda s: value(s, "ray_raysight_jobs_preempted_total",
-                                               manager=name) is not None)
     mine = {"manager": name}
+    # Ray's metrics agent may show one metric an export before another: wait for them all
+    samples = wait_for_samples(lambda s: all(
+        value(s, f"ray_{metric}{suffix}", **mine) is not None
+        for metric, suffix in zip(METRIC_NAMES, EXPORTED_SUFFIXES, strict=True)))
     assert value(samples, "ray_raysight_queue_length", **mine) == 4
     assert value(samples, "ray_raysight_running_jobs", **mine) == 2
     assert value(samples, "ray_raysight_paused_jobs", **mine) == 1

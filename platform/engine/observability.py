@@ -33,6 +33,10 @@ FORWARDER_NAME, FORWARDER_NAMESPACE = "raysight_metrics", "raysight"
 _FLUSH_AFTER = frozenset({"step_succeeded", "step_failed", "step_skipped", "job_completed",
                           "job_failed", "job_cancelled"})
 
+_JOB_END = frozenset({"job_completed", "job_failed", "job_cancelled"})
+#: how long a Ray Client driver waits at a job's end for its last batch to be recorded
+_JOB_END_WAIT_S = 10.0
+
 #: one metric record: the metric's key in MetricsObserver.metrics(), the value, its tags
 Record = tuple[str, float, dict[str, str]]
 
@@ -82,7 +86,8 @@ class MetricsObserver:
             if event.event_type not in _FLUSH_AFTER or not self._pending:
                 return
             batch, self._pending = self._pending, []
-        _Forwarder.send(batch)
+        # at the job's end the driver may exit next, and a call still in flight would be lost
+        _Forwarder.send(batch, wait_s=_JOB_END_WAIT_S if event.event_type in _JOB_END else 0)
 
 
 def metric_records(event: Event) -> list[Record]:
@@ -137,7 +142,8 @@ class _Forwarder:
     _last: Any = None
 
     @classmethod
-    def send(cls, batch: list[Record]) -> None:
+    def send(cls, batch: list[Record], wait_s: float = 0) -> None:
+        """Send a batch to the actor; with ``wait_s``, wait that long for it to be recorded."""
         import ray
 
         with cls._lock:
@@ -151,6 +157,13 @@ class _Forwarder:
                     lifetime="detached").remote()
             # fire and forget: a step never waits for its metrics
             cls._last = cls._handle.record.remote(batch)
+            if wait_s > 0:
+                ready, _ = ray.wait([cls._last], timeout=wait_s)
+                if ready:
+                    cls._check_last(ray)
+                else:
+                    log.warning("raysight metrics: the %s actor did not record the job's last "
+                                "metrics within %g s", FORWARDER_NAME, wait_s)
 
     @classmethod
     def _check_last(cls, ray: Any) -> None:
