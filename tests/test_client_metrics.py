@@ -69,21 +69,27 @@ def test_a_client_driver_sends_one_batch_per_finished_step(monkeypatch):
                      ("step_succeeded", 1.0, tags), ("duration", 0.5, tags),
                      ("rows", 7.0, tags)]]
     assert waits == [0], "a step's batch is sent without waiting"
-    observer.on_event(Event("job_completed", "j1"))
-    assert len(sent) == 1, "a flush with nothing gathered sends nothing"
 
 
-def test_a_client_driver_waits_for_the_last_batch_at_the_jobs_end(monkeypatch):
-    waits: list[float] = []
+def test_a_client_driver_waits_for_its_last_batch_at_the_jobs_end(monkeypatch):
+    """Calls still in flight when the driver exits die with it (their owner)."""
+    calls: list[tuple[list, float]] = []
     monkeypatch.setattr(observability._Forwarder, "send", classmethod(
-        lambda cls, batch, wait_s=0: waits.append(wait_s)))
+        lambda cls, batch, wait_s=0: calls.append((batch, wait_s))))
     monkeypatch.setattr(observability, "_ray_client_driver", lambda: True)
     observer = MetricsObserver()
-    observer.on_event(Event("step_started", "j3", "results"))
-    observer.on_event(Event("step_failed", "j3", "results"))
-    observer.on_event(Event("task_retry", "j3", "results"))
-    observer.on_event(Event("job_failed", "j3"))
-    assert waits[0] == 0 and waits[1] > 0
+    observer.on_event(Event("step_started", "j3", "complete"))
+    observer.on_event(Event("step_succeeded", "j3", "complete", {"duration_s": 0.1}))
+    observer.on_event(Event("job_completed", "j3", "complete"))
+    assert [len(batch) for batch, _ in calls] == [3, 0]
+    assert calls[0][1] == 0 and calls[1][1] > 0, "only the job's end waits"
+
+
+def test_an_empty_batch_creates_no_actor_and_sends_nothing(ray_session, monkeypatch):
+    monkeypatch.setattr(observability._Forwarder, "_handle", None)
+    monkeypatch.setattr(observability._Forwarder, "_last", None)
+    observability._Forwarder.send([], wait_s=5)
+    assert observability._Forwarder._handle is None and observability._Forwarder._last is None
 
 
 def test_a_driver_with_its_own_core_worker_records_in_process(monkeypatch):

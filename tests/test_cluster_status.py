@@ -251,3 +251,15 @@ def test_cluster_on_a_token_auth_head_shows_its_custom_resources_and_labels():
     finally:
         _stop(head)
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_dead_node_and_a_gpu_node_read_as_such():
+    status = platform_status()
+    live = next(n for n in status["nodes"] if n["alive"])
+    gpu = {**live, "node_id": "g" * 56, "gpu": 4.0, "gpu_available": 1.0, "is_head": False}
+    dead = {**live, "node_id": "d" * 56, "alive": False, "state": "DEAD", "is_head": False}
+    status["nodes"] = [live, gpu, dead]
+    lines = describe_status(status)
+    assert any(x.startswith("node      gggggggggggg") and "GPU 3/4" in x for x in lines)
+    assert any(x.startswith("node      dddddddddddd") and x.endswith("DEAD") for x in lines)
+    assert not any("GPU" in x for x in lines if x.startswith(f"node      {live['node_id'][:12]}"))

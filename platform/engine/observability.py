@@ -83,10 +83,11 @@ class MetricsObserver:
             return
         with self._pending_lock:
             self._pending.extend(records)
-            if event.event_type not in _FLUSH_AFTER or not self._pending:
+            if event.event_type not in _FLUSH_AFTER:
                 return
             batch, self._pending = self._pending, []
-        # at the job's end the driver may exit next, and a call still in flight would be lost
+        # at the job's end the driver may exit next: calls still in flight would die with it
+        # (their owner), so it waits for the last one, which the actor runs after the others
         _Forwarder.send(batch, wait_s=_JOB_END_WAIT_S if event.event_type in _JOB_END else 0)
 
 
@@ -143,27 +144,33 @@ class _Forwarder:
 
     @classmethod
     def send(cls, batch: list[Record], wait_s: float = 0) -> None:
-        """Send a batch to the actor; with ``wait_s``, wait that long for it to be recorded."""
+        """Send a batch to the actor (none for an empty one); with ``wait_s``, wait that long
+        for the last batch sent to be recorded."""
         import ray
 
         with cls._lock:
             if cls._last is not None:
                 cls._check_last(ray)
-            if cls._handle is None:
-                # detached: the last values must outlive the client's job until the next
-                # scrape, and counters keep adding up across runs as they do in one process
-                cls._handle = ray.remote(num_cpus=0)(MetricsForwarder).options(
-                    name=FORWARDER_NAME, namespace=FORWARDER_NAMESPACE, get_if_exists=True,
-                    lifetime="detached").remote()
-            # fire and forget: a step never waits for its metrics
-            cls._last = cls._handle.record.remote(batch)
-            if wait_s > 0:
+            if batch:
+                cls._send(ray, batch)
+            if wait_s > 0 and cls._last is not None:
                 ready, _ = ray.wait([cls._last], timeout=wait_s)
                 if ready:
                     cls._check_last(ray)
                 else:
                     log.warning("raysight metrics: the %s actor did not record the job's last "
                                 "metrics within %g s", FORWARDER_NAME, wait_s)
+
+    @classmethod
+    def _send(cls, ray: Any, batch: list[Record]) -> None:
+        if cls._handle is None:
+            # detached: the last values must outlive the client's job until the next scrape,
+            # and counters keep adding up across runs as they do in one process
+            cls._handle = ray.remote(num_cpus=0)(MetricsForwarder).options(
+                name=FORWARDER_NAME, namespace=FORWARDER_NAMESPACE, get_if_exists=True,
+                lifetime="detached").remote()
+        # fire and forget: a step never waits for its metrics
+        cls._last = cls._handle.record.remote(batch)
 
     @classmethod
     def _check_last(cls, ray: Any) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from raysight.engine.resources import format_amount, format_bytes
@@ -83,8 +84,12 @@ def _collect() -> tuple[list[dict[str, Any]], dict[str, Any]]:
 
     available = state.available_resources_per_node()
     activity = _node_activity()
-    nodes = [_node(n, available.get(n["NodeID"], {}), activity.get(n["NodeID"], {}))
-             for n in ray.nodes()]
+    entries = ray.nodes()
+    # one raylet query per node, side by side: a silent node costs its timeout once
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(entries)))) as pool:
+        loads = list(pool.map(lambda n: _raylet_load(n) if n.get("Alive") else {}, entries))
+    nodes = [_node(n, available.get(n["NodeID"], {}), activity.get(n["NodeID"], {}), load)
+             for n, load in zip(entries, loads, strict=True)]
     total, free = ray.cluster_resources(), ray.available_resources()
     used_store = sum(n["object_store_used_bytes"] or 0 for n in nodes if n["alive"])
     cluster = {
@@ -119,12 +124,11 @@ def custom_resources(resources: dict[str, float]) -> dict[str, float]:
             if k not in STANDARD and not k.startswith(_IMPLICIT_PREFIXES)}
 
 
-def _node(entry: dict[str, Any], free: dict[str, float], activity: dict[str, Any]
-          ) -> dict[str, Any]:
+def _node(entry: dict[str, Any], free: dict[str, float], activity: dict[str, Any],
+          load: dict[str, Any]) -> dict[str, Any]:
     total = dict(entry.get("Resources") or {})
     alive = bool(entry.get("Alive"))
     free = {k: float(free.get(k, 0.0)) for k in total} if alive else {}
-    load = _raylet_load(entry) if alive else {}
     return {
         "node_id": entry["NodeID"],
         "address": entry.get("NodeManagerAddress"),
