@@ -137,3 +137,15 @@ def test_the_dashboard_charts_the_queue_outcomes_wait_times_and_steps():
                    "ray_raysight_job_run_seconds_bucket", "ray_raysight_steps_started_total"):
         assert needed in exprs, f"no panel charts {needed}"
     assert "histogram_quantile(0.5" in exprs and "histogram_quantile(0.95" in exprs
+
+
+def test_the_dashboard_is_importable_grafana_json():
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels), "panel ids repeat"
+    assert {v["name"] for v in dashboard["templating"]["list"]} >= {"datasource", "manager"}
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert set(panel["gridPos"]) == {"x", "y", "w", "h"}, panel["title"]
+        refs = [t["refId"] for t in panel["targets"]]
+        assert len(set(refs)) == len(refs), panel["title"]
