@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from functools import partial
@@ -142,6 +143,25 @@ class AnalysisJob:
                         for e in spec.exports]
         self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
         self._record = RunRecord(notifies=bool(self.notifiers))
+        # set from another thread (the job manager) to stop the run: at once, or at the
+        # next step boundary
+        self._cancel = threading.Event()
+        self._drain = threading.Event()
+        self._stop_reason: str | None = None
+        #: True for a job the job manager runs (it never goes back to the manager)
+        self.managed = False
+        self._given_inputs = bool(inputs)
+
+    def stop(self, reason: str, at_step_boundary: bool = False) -> None:
+        """Stop the run from another thread: at once (running tasks are cancelled), or at
+        the next step boundary (running steps finish and are checkpointed, nothing new
+        starts; a resume then redoes no finished step). ``reason`` completes the sentence
+        "the job was stopped by ..." in its error. A job stopped before it starts ends
+        CANCELED without running a step."""
+        self._stop_reason = reason
+        self._record.stopped_by = self._record.stopped_by or "job manager"
+        self._record.stop_reason = reason
+        (self._drain if at_step_boundary else self._cancel).set()
 
     @classmethod
     def resume(cls, job_id: str, run_dir: str | Path = "runs",
@@ -316,8 +336,24 @@ class AnalysisJob:
         """
         if not self._checked:  # the CLI checks before it connects to Ray
             self.preflight()
+        manager = self.manager()
+        if manager is not None and executor is None and not observers:
+            log.info("job %s: running through the job manager", self.job_id)
+            job_id = manager.submit(self)
+            return manager.result(job_id)
         with driver_lock(self.job_dir):
             return self._run(observers, executor)
+
+    def manager(self) -> Any | None:
+        """The client of the cluster's job manager when this job should go through it: one
+        runs on the connected cluster, and the job is new, not run by the manager itself, and
+        holds no objects of this process (``inputs``, ``keep``)."""
+        if self.managed or self.resuming or self.keep or self._given_inputs:
+            return None
+        from raysight.service.manager import ManagerClient, find_manager
+
+        handle = find_manager()
+        return None if handle is None else ManagerClient(handle)
 
     def _run(self, observers: Iterable[Any], executor: Executor | None) -> JobResult:
         self.staging.mkdir(parents=True, exist_ok=True)
@@ -336,9 +372,13 @@ class AnalysisJob:
             deadline=time.monotonic() + self.spec.execution.timeout_s,
             faults=tuple(f.to_fault() for f in self.spec.execution.faults),
             checkpoints=self._checkpoint_store(),
+            cancel_events=(self._cancel,),
+            drain_event=self._drain,
         )
         started = dt.datetime.now(dt.UTC)
         record = self._record = RunRecord(notifies=bool(self.notifiers))
+        if self._stop_reason is not None:  # stopped before it began
+            record.stopped_by, record.stop_reason = "job manager", self._stop_reason
         ctx.emit(
             "job_resumed" if self.resuming else "job_started",
             None,
