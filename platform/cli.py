@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a spec field, e.g. --set priority=70 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--json", action="store_true", help="print result.json instead of a summary")
+    run.add_argument("--direct", action="store_true",
+                     help="run here even when the cluster has a job manager (whose queue "
+                          "the job otherwise joins)")
 
     validate = sub.add_parser("validate", help="check a job spec without running it")
     validate.add_argument("spec")
@@ -82,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
                         help="1: one source and one analysis; 2: a job graph (default 1)")
     _jobs_api_commands(sub)
+    from raysight.service.manager_cli import add_manager_commands
+
+    add_manager_commands(sub, _connection_arguments)
     return parser
 
 
@@ -154,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             _resolve_run_dir(args)
         if args.command in ("submit", "status", "logs", "cancel", "list"):
             return _jobs_api(args)
+        if args.command == "manager":
+            from raysight.service.manager_cli import manager_command
+
+            return manager_command(args)
         if args.command == "schema":
             from raysight.job.graph_spec import graph_json_schema
             from raysight.job.spec import json_schema
@@ -260,6 +270,11 @@ def _jobs_api(args: argparse.Namespace) -> int:
 def _run(job: Any, args: argparse.Namespace) -> int:
     job.preflight()  # a missing file or column is reported before Ray starts (seconds)
     connect(args.address, timeout_s=args.connect_timeout, log_level=args.log_level)
+    manager = None if getattr(args, "direct", False) else job.manager()
+    if manager is not None:  # the cluster's job manager queues it
+        from raysight.service.manager_cli import run_managed
+
+        return _finish(run_managed(job, manager, args.connections), args)
     observers = []
     progress = None
     if not args.quiet and not args.json and sys.stdout.isatty():
@@ -272,6 +287,11 @@ def _run(job: Any, args: argparse.Namespace) -> int:
     finally:
         if progress:
             progress.stop()
+    return _finish(result, args)
+
+
+def _finish(result: Any, args: argparse.Namespace) -> int:
+    """Print what the job did and return the exit status its state gives."""
     if args.json:
         print((Path(result.run_dir) / "result.json").read_text(encoding="utf-8"))
     else:

@@ -124,6 +124,8 @@ class JobRecord:
     #: the job's own end state (COMPLETED_WITH_ERRORS is COMPLETED here) and first error
     job_state: str | None = None
     error: str | None = None
+    #: the job's place in the order the manager dispatched jobs (first dispatch)
+    dispatch_order: int | None = None
     #: each run of the job's driver: [dispatched, ended]
     runs: list[list[float | None]] = field(default_factory=list)
     resume: bool = False
@@ -209,6 +211,7 @@ class JobManager:
         self._loop_task: asyncio.Task[None] | None = None
         self._metrics = _manager_metrics(name)
         self._recovered = self._recover()
+        self._dispatched = max((r.dispatch_order or 0 for r in self.jobs.values()), default=0)
 
     # -- recovery ----------------------------------------------------------------------------
 
@@ -327,6 +330,9 @@ class JobManager:
 
         record.state = ScheduleState.QUEUED
         record.started_at = record.started_at or now
+        if record.dispatch_order is None:
+            self._dispatched += 1
+            record.dispatch_order = self._dispatched
         record.runs.append([now, None])
         record.stopping = record.stop_reason = None
         if self._metrics is not None:
@@ -586,9 +592,13 @@ class JobManager:
             "run_dir": self.run_root,
         }
 
-    async def ping(self) -> str:
+    async def ping(self) -> dict[str, Any]:
+        """The manager's name and process (for tests and ``raysight cluster``)."""
+        import ray
+
         self._ensure_loop()
-        return self.name
+        return {"name": self.name, "pid": os.getpid(),
+                "node_id": ray.get_runtime_context().get_node_id()}
 
 
 def _mean(values: list[float]) -> float:
