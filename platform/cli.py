@@ -274,7 +274,8 @@ def _run(job: Any, args: argparse.Namespace) -> int:
     if manager is not None:  # the cluster's job manager queues it
         from raysight.service.manager_cli import run_managed
 
-        return _finish(run_managed(job, manager, args.connections), args)
+        chosen = None if getattr(args, "own_run_dir", True) else str(job.run_root)
+        return _finish(run_managed(job, manager, args.connections, chosen), args)
     observers = []
     progress = None
     if not args.quiet and not args.json and sys.stdout.isatty():

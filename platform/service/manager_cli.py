@@ -110,11 +110,16 @@ def exit_status(record: dict[str, Any]) -> int:
         state, EXIT_FAILED if record["state"] in TERMINAL else 124)
 
 
-def run_managed(job: Any, client: Any, connections: str | None) -> Any:
-    """``raysight run`` through the job manager: queue the job, wait for it, and cancel it
-    when this process is stopped (Ctrl-C, or SIGTERM from a Jobs API stop). Returns the
-    job's result."""
-    job_id = client.submit(job, connections=connections)
+def run_managed(job: Any, client: Any, connections: str | None,
+                run_dir: str | None = None) -> Any:
+    """``raysight run`` through the job manager: queue the job (its run folder under
+    ``run_dir``, else the manager's), wait for it, and cancel it when this process is
+    stopped (Ctrl-C, or SIGTERM from a Jobs API stop). Returns the job's result."""
+    import os
+
+    if connections is not None:  # the manager's drivers read it from elsewhere
+        connections = os.path.abspath(connections)
+    job_id = client.submit(job, run_dir=run_dir, connections=connections)
     record = client.status(job_id)
     print(f"raysight: job {job_id} queued in the job manager (priority {record['priority']}); "
           f"`raysight manager status {job_id}` shows it", file=sys.stderr)
