@@ -797,14 +797,21 @@ class ManagerClient:
 
 
 def start_manager(run_dir: str, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-                  name: str = MANAGER_NAME) -> ManagerClient:
+                  name: str = MANAGER_NAME, ship_raysight: bool = False) -> ManagerClient:
     """The cluster's job manager ``name``, started (detached, restarted by Ray when its
-    process dies) unless it already runs; a manager that runs keeps its own settings."""
+    process dies) unless it already runs; a manager that runs keeps its own settings.
+    ``ship_raysight`` carries this raysight to the cluster in the manager's runtime
+    environment (as ``raysight submit`` does), which its jobs' drivers inherit."""
     import ray
 
+    options: dict[str, Any] = {}
+    if ship_raysight:
+        from raysight.service.runtime_env import raysight_py_modules
+
+        options["runtime_env"] = {"py_modules": raysight_py_modules()}
     actor = ray.remote(JobManager).options(
         name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000)
+        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000, **options)
     client = ManagerClient(actor.remote(_absolute(run_dir), max_concurrent, name))
     ray.get(client.handle.ping.remote())  # constructed (records recovered), or an error
     return client

@@ -40,6 +40,9 @@ def add_manager_commands(sub: Any, connection_arguments: Callable[[Any], None]) 
                             "else ~/raysight-runs)")
     start.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT,
                        help=f"jobs run at once at most (default {DEFAULT_MAX_CONCURRENT})")
+    start.add_argument("--ship-raysight", action="store_true",
+                       help="carry this raysight to the cluster in the manager's runtime "
+                            "environment (where the cluster has no raysight installed)")
     action("stop", "stop the job manager (running jobs resume when it starts again)")
     action("stats", "the manager's scheduler statistics")
     listing = action("list", "the manager's jobs, in submission order")
@@ -69,7 +72,7 @@ def manager_command(args: argparse.Namespace) -> int:
         from raysight.service.jobs_api import default_run_dir
 
         client = mgr.start_manager(args.run_dir or default_run_dir(), args.max_concurrent,
-                                   args.name)
+                                   args.name, ship_raysight=args.ship_raysight)
         stats = client.stats()
         _print(args, stats, [f"job manager {args.name} running: at most "
                              f"{stats['max_concurrent']} jobs at once, records and runs "
