@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _resolve_run_dir(args: argparse.Namespace) -> None:
     """The run root, ``~`` expanded; never inside Ray's package folder for a new run."""
+    from raysight.job.remote_run import is_url
     from raysight.service.jobs_api import (
         check_durable_run_dir,
         default_run_dir,
@@ -215,6 +216,9 @@ def _resolve_run_dir(args: argparse.Namespace) -> None:
 
     chosen = args.run_dir or default_run_dir()
     args.own_run_dir = args.run_dir is None  # raysight chose it
+    if is_url(chosen):  # object storage: outlives any session (see raysight.job.remote_run)
+        args.run_dir = chosen
+        return
     if args.command == "inspect":
         args.run_dir = os.path.expanduser(chosen)
         return
@@ -294,7 +298,10 @@ def _run(job: Any, args: argparse.Namespace) -> int:
 def _finish(result: Any, args: argparse.Namespace) -> int:
     """Print what the job did and return the exit status its state gives."""
     if args.json:
-        print((Path(result.run_dir) / "result.json").read_text(encoding="utf-8"))
+        from raysight.job.remote_run import read_text
+
+        print(read_text(Path(result.run_dir) / "result.json" if "://" not in result.run_dir
+                        else f"{result.run_dir}/result.json"))
     else:
         _print_summary(result)
     if result.ok:
@@ -308,8 +315,16 @@ def _finish(result: Any, args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from raysight.debug.inspect import inspect_text, write_debug_views
+    from raysight.job import remote_run
     from raysight.job.rundir import run_state
 
+    if remote_run.is_url(args.run_dir):  # read its records into the local mirror
+        url = f"{args.run_dir.rstrip('/')}/{args.job_id}"
+        if not remote_run.exists(url):
+            raise InputError(f"no run {args.job_id!r} under {args.run_dir} ({url} not found)",
+                             path=url)
+        args.run_dir = str(remote_run.local_mirror(args.run_dir))
+        remote_run.download_records(url, Path(args.run_dir) / args.job_id)
     run_dir = Path(os.path.abspath(args.run_dir)) / args.job_id
     if not run_dir.is_dir():
         raise InputError(f"no run {args.job_id!r} under {args.run_dir} ({run_dir} not found)",

@@ -44,7 +44,7 @@ from raysight.engine.resources import Resources, node_resources
 from raysight.engine.workflow import Mode, Step, Task, parallel, tasks
 from raysight.errors import InputError
 from raysight.job import graph_steps as gs
-from raysight.job import steps
+from raysight.job import remote_run, steps
 from raysight.job.flows import (
     absolute_source,
     analyze_flow,
@@ -108,6 +108,12 @@ class AnalysisJob:
                                     connections=spec.file_connections)
         self.spec: GraphSpec = spec
         self.job_id = job_id or render_job_id(spec.job_id)
+        #: where the run folder ends up when the run root is a URL (s3://...); the job runs
+        #: in a local mirror of it (see :mod:`raysight.job.remote_run`)
+        self.remote: str | None = None
+        if remote_run.is_url(run_dir):
+            self.remote = f"{str(run_dir).rstrip('/')}/{self.job_id}"
+            run_dir = remote_run.local_mirror(str(run_dir))
         self.run_root = Path(os.path.abspath(run_dir))  # normalised: no "jobs/../runs"
         self.job_dir = self.run_root / self.job_id
         self.staging = self.job_dir / STAGING
@@ -171,7 +177,12 @@ class AnalysisJob:
         was persisted are restored, the rest run. ``overrides`` may change execution
         settings (``execution.timeout_s=600``); ``connections`` is the connections file its
         sources' named connections are looked up in again (``spec.json`` keeps the names)."""
-        job_dir = Path(os.path.abspath(run_dir)) / job_id
+        if remote_run.is_url(run_dir):  # its records come back into the local mirror
+            remote = f"{str(run_dir).rstrip('/')}/{job_id}"
+            job_dir = remote_run.local_mirror(str(run_dir)) / job_id
+            remote_run.download_records(remote, job_dir)
+        else:
+            job_dir = Path(os.path.abspath(run_dir)) / job_id
         spec_file = job_dir / SPEC_FILE
         if not spec_file.exists():
             raise InputError(f"no run {job_id!r} to resume under {job_dir.parent} "
@@ -317,7 +328,15 @@ class AnalysisJob:
 
     def _check_run_dir(self) -> None:
         """A new run needs a run directory of its own."""
-        if self.job_dir.exists() and not self.resuming:
+        if self.resuming:
+            return
+        if self.remote is not None:
+            if remote_run.exists(self.remote):
+                raise InputError(f"run directory {self.remote} already exists; choose "
+                                 "another job_id or --run-dir", path=self.remote)
+            shutil.rmtree(self.job_dir, ignore_errors=True)  # a mirror nobody finished
+            return
+        if self.job_dir.exists():
             raise InputError(f"run directory {self.job_dir} already exists; choose another "
                              "job_id or --run-dir", path=str(self.job_dir))
 
@@ -448,7 +467,7 @@ class AnalysisJob:
         result = JobResult(
             job_id=self.job_id, user_id=self.spec.user_id, state=state,
             analysis_type=self.analysis_type, priority=self.spec.priority,
-            run_dir=str(self.job_dir), started_at=started.isoformat(),
+            run_dir=self.remote or str(self.job_dir), started_at=started.isoformat(),
             finished_at=finished.isoformat(),
             execution_time_s=(finished - started).total_seconds(),
             data_stats=record.data_stats,
@@ -463,6 +482,8 @@ class AnalysisJob:
             trace=ctx.trace.to_dict(),
         )
         write_json_atomic(self.job_dir / "result.json", result.to_dict())
+        if self.remote is not None:
+            self._upload(result)
         if state in DONE_STATES:
             result.datasets = {n: ray_dataset(v, n in self.spec.analyses)
                                for n, v in self._kept.items()}
@@ -484,8 +505,25 @@ class AnalysisJob:
         execution = self.spec.execution
         if not execution.checkpoint:
             return None
-        return CheckpointStore(checkpoint_url(self.job_dir, execution.checkpoint_url),
+        configured = execution.checkpoint_url
+        if configured is None and self.remote is not None:
+            configured = f"{self.remote}/checkpoints"
+        return CheckpointStore(checkpoint_url(self.job_dir, configured),
                                spec_version=self.spec.version)
+
+    def _upload(self, result: JobResult) -> None:
+        """Copy the run folder to its URL, ``result.json`` last. A copy that fails leaves
+        the job's state as it is, with a warning naming the local folder that holds it."""
+        try:
+            remote_run.upload(self.job_dir, self.remote or "")
+        except Exception as err:  # the outputs exist: say where, never lose them
+            log.error("job %s: run folder not copied to %s: %s", self.job_id, self.remote, err)
+            result.run_dir = str(self.job_dir)
+            result.warnings.append(f"the run folder could not be copied to {self.remote} "
+                                   f"({err}); it is at {self.job_dir}")
+            write_json_atomic(self.job_dir / "result.json", result.to_dict())
+            return
+        shutil.rmtree(self.job_dir, ignore_errors=True)  # the URL holds it now
 
     def _acknowledge_sources(self) -> list[str]:
         """Tell each source that the job succeeded with the partitions it planned (a stream

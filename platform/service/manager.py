@@ -147,7 +147,7 @@ class JobRecord:
         """The record as clients see it (without the spec)."""
         data = asdict(self)
         del data["spec"]
-        data["job_dir"] = os.path.join(self.run_root, self.job_id)
+        data["job_dir"] = _join(self.run_root, self.job_id)
         return data
 
 
@@ -241,15 +241,18 @@ class JobManager:
     def _take_result(self, record: JobRecord) -> bool:
         """Finish ``record`` from its ``result.json`` when its last run ended there (a run
         that ended while no manager was listening); False when it has to run again."""
+        from raysight.job import remote_run
         from raysight.job.rundir import driver_alive
 
-        job_dir = os.path.join(record.run_root, record.job_id)
-        path = os.path.join(job_dir, "result.json")
-        if not os.path.exists(path) or driver_alive(_path(job_dir)):
+        job_dir = _join(record.run_root, record.job_id)
+        if not remote_run.is_url(job_dir) and driver_alive(_path(job_dir)):
             return False
         try:
-            result = json.loads(open(path, encoding="utf-8").read())
+            text = remote_run.read_text(_join(job_dir, "result.json"))
+            result = json.loads(text) if text is not None else None
         except (OSError, ValueError):
+            return False
+        if result is None:
             return False
         dispatched = record.runs[-1][0] if record.runs else record.created_at
         finished = dt.datetime.fromisoformat(result["finished_at"]).timestamp()
@@ -467,9 +470,13 @@ class JobManager:
         if job_id in self.jobs:
             return {"error": f"job {job_id} was already submitted to the job manager "
                              f"(state {self.jobs[job_id].state}); choose another job_id"}
+        from raysight.job import remote_run
+
         root = run_root or self.run_root
-        if os.path.exists(os.path.join(root, job_id)):
-            return {"error": f"run directory {os.path.join(root, job_id)} already exists; "
+        taken = (remote_run.exists(_join(root, job_id)) if remote_run.is_url(root)
+                 else os.path.exists(_join(root, job_id)))
+        if taken:
+            return {"error": f"run directory {_join(root, job_id)} already exists; "
                              "choose another job_id or --run-dir"}
         try:
             parsed = parse_graph_spec(spec, f"job {job_id}", connections)
@@ -605,6 +612,10 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _join(root: str, name: str) -> str:
+    return f"{root.rstrip('/')}/{name}"
+
+
 def _path(job_dir: str) -> Any:
     from pathlib import Path
 
@@ -613,7 +624,11 @@ def _path(job_dir: str) -> Any:
 
 def _spec_written(record: JobRecord) -> bool:
     """True when a run of the job began (its spec.json is written): a resume can finish it."""
-    return os.path.exists(os.path.join(record.run_root, record.job_id, "spec.json"))
+    from raysight.job import remote_run
+
+    spec_file = _join(_join(record.run_root, record.job_id), "spec.json")
+    return remote_run.exists(spec_file) if remote_run.is_url(spec_file) \
+        else os.path.exists(spec_file)
 
 
 def _checkpointed(record: JobRecord) -> bool:
@@ -651,24 +666,28 @@ def drive(spec: dict[str, Any], run_root: str, job_id: str, resume: bool,
     """Run one job to its end as the manager asked: the job's state and first error."""
     import ray
 
+    from raysight.job import remote_run
     from raysight.job.graph_spec import parse_graph_spec
     from raysight.job.pipeline import AnalysisJob
+    from raysight.job.result import DONE_STATES
     from raysight.job.rundir import driver_alive
 
-    job_dir = _path(os.path.join(run_root, job_id))
+    job_dir = _join(run_root, job_id)
     try:
-        if resume:
+        if resume and not remote_run.is_url(job_dir):
             deadline = time.monotonic() + 30  # a killed driver's lock is released soon
-            while driver_alive(job_dir) and time.monotonic() < deadline:
+            while driver_alive(_path(job_dir)) and time.monotonic() < deadline:
                 time.sleep(0.2)
+        if resume:
             job = AnalysisJob.resume(job_id, run_root, connections=connections)
         else:
             job = AnalysisJob(parse_graph_spec(spec, f"job {job_id}", connections),
                               run_dir=run_root, job_id=job_id)
     except InputError as err:
-        previous = job_dir / "result.json"
-        if resume and previous.exists():  # it completed before the manager learned of it
-            return {"state": json.loads(previous.read_text())["state"], "error": None}
+        previous = remote_run.read_text(_join(job_dir, "result.json")) if resume else None
+        state = json.loads(previous)["state"] if previous is not None else None
+        if state in DONE_STATES:  # it completed before the manager learned of it
+            return {"state": state, "error": None}
         return {"state": "FAILED", "error": str(err)}
     job.managed = True
     ended = threading.Event()
@@ -769,16 +788,17 @@ class ManagerClient:
 
     def result(self, job_id: str, timeout_s: float | None = None) -> Any:
         """The :class:`~raysight.job.result.JobResult` of an ended job (waits for it)."""
+        from raysight.job.remote_run import read_text
         from raysight.job.result import JobResult
 
         record = self.wait(job_id, timeout_s)
-        path = os.path.join(record["job_dir"], "result.json")
         if record["state"] not in TERMINAL:
             raise ManagerError(f"job {job_id} has not ended (state {record['state']})")
-        if not os.path.exists(path):
+        text = read_text(_join(record["job_dir"], "result.json"))
+        if text is None:
             raise ManagerError(f"job {job_id} ended {record['state']} without a result "
                                f"({record.get('error') or 'its driver never started'})")
-        return JobResult.from_dict(json.loads(open(path, encoding="utf-8").read()))
+        return JobResult.from_dict(json.loads(text))
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("cancel", job_id))
