@@ -212,6 +212,10 @@ class JobManager:
         self._metrics = _manager_metrics(name)
         self._recovered = self._recover()
         self._dispatched = max((r.dispatch_order or 0 for r in self.jobs.values()), default=0)
+        # Ray runs an async actor's constructor on its event loop: a restarted manager
+        # dispatches its recovered jobs before any client calls it
+        with contextlib.suppress(RuntimeError):
+            self._ensure_loop()
 
     # -- recovery ----------------------------------------------------------------------------
 
