@@ -44,7 +44,8 @@ class Resources:
 
     ``scheduling`` is ``None`` (Ray's default), ``"DEFAULT"``, ``"SPREAD"`` or
     ``"node:<hex node id>"``: a soft affinity to that node (see :func:`scheduling_strategy`).
-    It is a string, not a Ray object, so that a Resources stays hashable and JSON-ready.
+    It is a string, not a Ray object, so that it keys the cache of Ray task options
+    (:mod:`raysight.engine.calls`) and is JSON-ready.
     """
 
     num_cpus: float = 1.0
