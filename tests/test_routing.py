@@ -17,6 +17,7 @@ from raysight.engine.context import RunContext
 from raysight.engine.events import EventLog, Observers
 from raysight.engine.executor import Executor, fetch
 from raysight.engine.resources import Resources
+from raysight.engine.trace import StepRecord
 from raysight.engine.workflow import Task
 from raysight.errors import InputError
 from raysight.job.graph_spec import parse_graph_spec
@@ -33,6 +34,7 @@ from raysight.job.routing import (
     load_history,
     load_nodes,
     record_history,
+    remembering,
     route,
 )
 
@@ -199,7 +201,14 @@ def test_what_a_step_asks_for_itself_wins():
 def test_the_plan_is_json_ready_for_the_job_routed_event():
     plan = route(size(2048), [node()])
     assert json.loads(json.dumps(plan.to_dict())) == {"directives": [],
-                                                      "notes": list(plan.notes)}
+                                                      "notes": list(plan.notes),
+                                                      "remember": False}
+
+
+def test_where_a_job_loaded_is_remembered_only_on_a_cluster_of_several_nodes():
+    assert not route(JobFacts(), [node(A)]).remember
+    assert not route(JobFacts(), [node(A), node(B, alive=False)]).remember
+    assert route(JobFacts(), [node(A), node(B)]).remember
 
 
 # -- Ray options -------------------------------------------------------------------------------
@@ -281,6 +290,23 @@ def test_the_nodes_that_loaded_come_from_succeeded_load_records_of_every_trace()
     assert load_nodes(trace) == [B, A]
 
 
+def test_the_last_steps_hook_records_the_nodes_that_loaded_after_its_own_hook(tmp_path):
+    calls = []
+    ctx = RunContext("job-1")
+    ctx.trace.records.append(StepRecord("source/load", "succeeded", node_id=A))
+    remembering(tmp_path, "job", lambda c, o: calls.append(o))(ctx, "outcome")
+    assert calls == ["outcome"] and load_history(tmp_path, "job") == (A,)
+
+
+def test_a_history_that_cannot_be_written_is_logged_not_raised(tmp_path, caplog):
+    (tmp_path / ".routing").write_text("a file where the folder goes")
+    ctx = RunContext("job-1")
+    ctx.trace.records.append(StepRecord("source/load", "succeeded", node_id=A))
+    with caplog.at_level(logging.WARNING, "raysight.job.routing"):
+        remembering(tmp_path, "job", None)(ctx, None)
+    assert "job job-1: routing history not written" in caplog.text
+
+
 # -- on the session's Ray ----------------------------------------------------------------------
 
 
@@ -328,11 +354,9 @@ def test_a_job_whose_size_asks_for_high_memory_runs_normally_with_a_note(
     assert all("high_memory" not in str(r) for r in started(job).values())
 
 
-def test_a_second_run_loads_preferably_where_the_first_one_loaded(ray_session, tmp_path):
-    first = graph_job(tmp_path, "daily-{uuid}")
-    assert first.run().state == "COMPLETED"
+def test_a_run_loads_preferably_where_an_earlier_run_of_the_job_loaded(ray_session, tmp_path):
     (head,) = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
-    assert load_history(first.run_root, "daily-{uuid}") == (head,)
+    record_history(tmp_path / "runs", "daily-{uuid}", [head])  # as a run on a cluster would
     second = graph_job(tmp_path, "daily-{uuid}")
     assert second.run().state == "COMPLETED"
     assert second.routing.directives == (
@@ -340,6 +364,13 @@ def test_a_second_run_loads_preferably_where_the_first_one_loaded(ray_session, t
     steps = started(second)
     assert "NodeAffinitySchedulingStrategy" in str(steps["source/load"])
     assert "scheduling_strategy" not in steps["analysis/analyze"]
+
+
+def test_on_a_cluster_of_one_node_no_history_is_written(ray_session, tmp_path):
+    job = graph_job(tmp_path, "daily-{uuid}")
+    assert job.run().state == "COMPLETED"
+    assert not job.routing.remember
+    assert not (job.run_root / ".routing").exists()
 
 
 def test_routing_off_asks_for_nothing_and_remembers_nothing(ray_session, tmp_path):

@@ -175,7 +175,7 @@ class AnalysisJob:
     ) -> Task:
         spec = self.spec
         res = spec.resources.get(stage)
-        if stage == "complete" and spec.execution.routing != "off":  # the job succeeded
+        if stage == "complete" and self.routing.remember:  # the job succeeded
             hooks["on_success"] = remembering(self.run_root, spec.job_id,
                                               hooks.get("on_success"))
         return Task(

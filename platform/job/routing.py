@@ -24,6 +24,10 @@ accumulate in priority order, a stage keeping what an earlier rule gave it, unti
 priority 80 or more (a *mandatory* rule) applies: then evaluation stops. When no rule
 applies, Ray's DEFAULT scheduling (locality-aware, then load-based) places the tasks, or
 SPREAD with ``execution.routing: spread``. What a spec asks for itself always wins.
+
+The history of the affinity rule is ``<run root>/.routing/affinity.json`` (job name → the
+nodes that ran its loads, most recent first), written after a job succeeded on a cluster of
+more than one node.
 """
 
 from __future__ import annotations
@@ -95,10 +99,13 @@ class Verdict:
 
 @dataclass(frozen=True)
 class RoutingPlan:
-    """The directives of the rules that applied, in priority order, and the notes."""
+    """The directives of the rules that applied, in priority order, and the notes;
+    ``remember``: record where the job's loads ran once it succeeded (on a cluster of one
+    node there is nowhere else to go, so nothing is written)."""
 
     directives: tuple[Directive, ...] = ()
     notes: tuple[str, ...] = ()
+    remember: bool = False
 
     def apply(self, stage: str, resources: Resources) -> Resources:
         """``resources`` with every directive for ``stage`` added (the first one wins a
@@ -110,7 +117,8 @@ class RoutingPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """The plan as the ``job_routed`` event carries it."""
-        return {"directives": [d.to_dict() for d in self.directives], "notes": list(self.notes)}
+        return {"directives": [d.to_dict() for d in self.directives], "notes": list(self.notes),
+                "remember": self.remember}
 
 
 NO_ROUTING = RoutingPlan()
@@ -236,7 +244,7 @@ def route(facts: JobFacts, nodes: Sequence[Node], *, spread: bool = False,
             break
     if not directives and spread:
         directives.append(Directive("spread", DATA_STAGES, scheduling="SPREAD"))
-    return RoutingPlan(tuple(directives), tuple(notes))
+    return RoutingPlan(tuple(directives), tuple(notes), remember=len(capacities) > 1)
 
 
 def _asked(directive: Directive) -> str:
