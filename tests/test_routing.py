@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -390,3 +391,104 @@ def test_check_resources_reports_the_plan_as_a_job_routed_event(ray_session, tmp
     (event,) = events.of_type("job_routed")
     assert event.data["job_id"] == "routed" and event.data["directives"] == []
     assert "medium_memory" in event.data["notes"][0]
+
+
+# -- on a head node with capabilities (slow) ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def capable_head():
+    """A `ray start --head` node of this module's own that advertises ``time_series`` and
+    ``high_memory`` (ports, temp dir, HOME and token of its own), stopped through its own
+    process group. Skips when it cannot start."""
+    import secrets
+    import shutil
+    import subprocess
+    import tempfile
+
+    from test_connect import free_port
+    from test_submit import VENV_BIN, _clean_env, _jobs_api_up, _stop
+
+    short = Path(tempfile.mkdtemp(prefix="rs-route-", dir="/tmp"))  # Ray's socket path limit
+    port, dashboard = free_port(), free_port()
+    token = secrets.token_hex(32)
+    (short / "home").mkdir()
+    env = {**_clean_env(), "HOME": str(short / "home"), "RAY_AUTH_MODE": "token",
+           "RAY_AUTH_TOKEN": token,
+           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    proc = subprocess.Popen(
+        [os.path.join(VENV_BIN, "ray"), "start", "--head", "--block", f"--port={port}",
+         f"--temp-dir={short / 'ray'}", "--num-cpus=2",
+         '--resources={"time_series": 1, "high_memory": 1}',
+         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={free_port()}",
+         f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--ray-client-server-port={free_port()}",
+         f"--min-worker-port={22000 + port % 1000 * 20}",
+         f"--max-worker-port={22000 + port % 1000 * 20 + 19}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{dashboard}"
+    try:
+        if not _jobs_api_up(url, token, proc, timeout_s=120):
+            pytest.skip("a `ray start --head` node with custom resources did not come up")
+        yield {"address": f"127.0.0.1:{port}", "url": url, "root": short,
+               "env": {**env, "HOME": str(short / "home")}}
+    finally:
+        _stop(proc)
+        shutil.rmtree(short, ignore_errors=True)
+
+
+def run_on(head: dict, tmp_path: Path, job_id: str, **spec) -> tuple[int, str, Path]:
+    import subprocess
+    import sys
+
+    import yaml
+
+    path = tmp_path / f"{job_id}.yaml"
+    path.write_text(yaml.safe_dump({"job_id": job_id,
+                                    "source": {"type": "file", "path": str(SALES)}, **spec}))
+    proc = subprocess.run([sys.executable, "-m", "raysight", "run", str(path), "--address",
+                           head["address"], "--run-dir", str(tmp_path / "runs"), "--quiet"],
+                          env=head["env"], capture_output=True, text=True, timeout=240)
+    return proc.returncode, proc.stdout + proc.stderr, tmp_path / "runs" / job_id
+
+
+TIME_SERIES = {"type": "time_series", "time_column": "date", "value_columns": ["amount"],
+               "operations": ["sum"], "interval": "weekly"}
+
+
+@pytest.mark.slow
+def test_a_time_series_job_asks_the_node_that_offers_time_series_for_it(capable_head, tmp_path):
+    import subprocess
+    import sys
+
+    code, output, job_dir = run_on(capable_head, tmp_path, "ts-routed", analysis=TIME_SERIES)
+    assert code == 0, output
+    events = [json.loads(line) for line in (job_dir / "events.jsonl").read_text().splitlines()]
+    asked_for = {e["step"]: e["data"].get("resources", {}) for e in events
+                 if e["event_type"] == "step_started"}
+    assert asked_for["analysis/analyze"]["resources"] == {"time_series": TOKEN}
+    assert "resources" not in asked_for["source/load"]
+    # what Ray recorded for the task (its state API), not only what the driver asked for
+    script = ("import json, sys; from ray.util.state import list_tasks; "
+              "print(json.dumps([t.required_resources for t in list_tasks(address=sys.argv[1], "
+              "detail=True, limit=1000, filters=[('name', '=', 'ts-routed/analysis/analyze')], "
+              "raise_on_missing_output=False)]))")
+    proc = subprocess.run([sys.executable, "-c", script, capable_head["url"]],
+                          env=capable_head["env"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    required = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert required and all(r.get("time_series") == pytest.approx(TOKEN) for r in required)
+
+
+@pytest.mark.slow
+def test_more_of_a_custom_resource_than_any_node_has_fails_at_once_with_exit_status_2(
+        capable_head, tmp_path):
+    code, output, job_dir = run_on(
+        capable_head, tmp_path, "too-much", analysis=TIME_SERIES,
+        resources={"analyze": {"resources": {"high_memory": 2}}})
+    assert code == 2 and "Traceback" not in output
+    (line,) = [x for x in output.splitlines() if x.startswith("error")]
+    assert line.endswith("step 'analysis/analyze' needs high_memory=2 per task, but the Ray "
+                         "cluster's only node has 1")
+    assert json.loads((job_dir / "result.json").read_text())["state"] == "FAILED"

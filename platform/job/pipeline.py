@@ -133,6 +133,8 @@ class AnalysisJob:
                              node=unknown[0])
         self._kept: dict[str, Any] = {}
         self._checked = False  # preflight passed (run() checks first unless it has)
+        #: Ray options for the job's input size, kinds and history (set by check_resources)
+        self.routing: RoutingPlan = NO_ROUTING
         self.kernels = {name: registry.analyses.build(config)
                         for name, config in spec.analyses.items()}
         only = next(iter(spec.analyses))
@@ -143,8 +145,6 @@ class AnalysisJob:
                         for e in spec.exports]
         self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
         self._record = RunRecord(notifies=bool(self.notifiers))
-        #: Ray options for the job's input size, kinds and history (set by check_resources)
-        self.routing: RoutingPlan = NO_ROUTING
 
     @classmethod
     def resume(cls, job_id: str, run_dir: str | Path = "runs",
