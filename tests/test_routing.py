@@ -257,6 +257,14 @@ def test_a_source_of_unknown_size_leaves_the_jobs_size_unknown(tmp_path):
     assert job_facts("j", [known, unknown], [], tmp_path).input_bytes is None
 
 
+def test_a_source_whose_size_cannot_be_estimated_is_logged_and_of_unknown_size(tmp_path,
+                                                                               caplog):
+    gone = FileConnector(FileConnector.Config(path=str(tmp_path / "gone.csv")))
+    with caplog.at_level(logging.WARNING, "raysight.job.routing"):
+        assert job_facts("j", [gone], [], tmp_path).input_bytes is None
+    assert "source file: size not estimated for routing: source file not found" in caplog.text
+
+
 def test_the_history_keeps_the_most_recent_nodes_first_per_job_name(tmp_path):
     record_history(tmp_path, "daily-{date}", [A])
     record_history(tmp_path, "daily-{date}", [B, A])

@@ -255,10 +255,18 @@ def job_facts(name: str | None, connectors: Iterable[Connector[Any]], kinds: Ite
               run_root: Path) -> JobFacts:
     """A job's facts from its sources (sizes their connectors know without reading, all or
     nothing), its analyses' kinds and the history under its run root."""
-    sizes = [c.estimated_bytes() for c in connectors]
+    sizes = [_estimate(c) for c in connectors]
     known = None if not sizes or any(s is None for s in sizes) else sum(
         s for s in sizes if s is not None)
     return JobFacts(name, known, tuple(dict.fromkeys(kinds)), load_history(run_root, name))
+
+
+def _estimate(connector: Connector[Any]) -> int | None:
+    try:
+        return connector.estimated_bytes()
+    except Exception as err:  # an estimate is a preference; reading the source reports it
+        log.warning("source %s: size not estimated for routing: %s", connector.name, err)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
