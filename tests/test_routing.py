@@ -235,6 +235,13 @@ def test_resources_keep_their_positional_fields_and_merged_keeps_the_strategy():
     assert Resources(scheduling="SPREAD").merged(num_cpus=3) == Resources(3, scheduling="SPREAD")
 
 
+def test_execution_routing_is_auto_by_default_and_names_its_choices_when_wrong(tmp_path):
+    assert graph_job(tmp_path).spec.execution.routing == "auto"
+    with pytest.raises(InputError, match=r"execution\.routing") as err:
+        graph_job(tmp_path, routing="fast")
+    assert "'auto', 'spread' or 'off'" in str(err.value)
+
+
 # -- facts and history -------------------------------------------------------------------------
 
 
