@@ -40,7 +40,7 @@ from raysight.engine.events import EventLog, JsonlObserver, Observers
 from raysight.engine.executor import Executor, fetch
 from raysight.engine.graph import Node, graph
 from raysight.engine.observability import AuditLog, MetricsObserver, otel_observer
-from raysight.engine.resources import Resources, node_resources
+from raysight.engine.resources import Resources, live_nodes, node_resources
 from raysight.engine.workflow import Mode, Step, Task, parallel, tasks
 from raysight.errors import InputError
 from raysight.job import graph_steps as gs
@@ -58,6 +58,7 @@ from raysight.job.preflight import known_schemas
 from raysight.job.pushdown import read_hints
 from raysight.job.record import RunRecord
 from raysight.job.result import DONE_STATES, JobResult, ray_dataset, write_json_atomic
+from raysight.job.routing import NO_ROUTING, RoutingPlan, job_facts, remembering, route
 from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
 from raysight.job.sinks import commit_sinks
 from raysight.job.spec import (
@@ -139,6 +140,8 @@ class AnalysisJob:
                              node=unknown[0])
         self._kept: dict[str, Any] = {}
         self._checked = False  # preflight passed (run() checks first unless it has)
+        #: Ray options for the job's input size, kinds and history (set by check_resources)
+        self.routing: RoutingPlan = NO_ROUTING
         self.kernels = {name: registry.analyses.build(config)
                         for name, config in spec.analyses.items()}
         only = next(iter(spec.analyses))
@@ -203,11 +206,15 @@ class AnalysisJob:
     ) -> Task:
         spec = self.spec
         res = spec.resources.get(stage)
+        if stage == "complete" and self.routing.remember:  # the job succeeded
+            hooks["on_success"] = remembering(self.run_root, spec.job_id,
+                                              hooks.get("on_success"))
         return Task(
             fn=fn,
             name=name,
             mode=mode,
-            resources=Resources() if res is None else res.to_resources(),
+            resources=self.routing.apply(stage, Resources() if res is None
+                                         else res.to_resources()),
             retry=spec.execution.retry_policy(stage),
             timeout_s=spec.execution.step_timeouts_s.get(stage),
             **hooks,
@@ -340,12 +347,26 @@ class AnalysisJob:
             raise InputError(f"run directory {self.job_dir} already exists; choose another "
                              "job_id or --run-dir", path=str(self.job_dir))
 
-    def check_resources(self) -> None:
-        """Raise ResourceExhausted when no node of the cluster could ever run some step."""
-        nodes = node_resources()
+    def check_resources(self, ctx: RunContext | None = None) -> None:
+        """Raise ResourceExhausted when no node of the cluster could ever run some step of
+        the spec, then route the job on the same nodes (:mod:`raysight.job.routing`): the
+        steps planned next carry its Ray options; ``ctx`` gets a ``job_routed`` event."""
+        nodes = live_nodes()
+        capacities = node_resources(nodes)
+        self.routing = NO_ROUTING
         for t in tasks(self.workflow()):
             if t.mode != "driver":
-                t.resources.check_feasible(nodes, t.name)
+                t.resources.check_feasible(capacities, t.name)
+        execution = self.spec.execution
+        if execution.routing == "off":
+            return
+        facts = job_facts(self.spec.job_id, self.connectors.values(),
+                          (k.name for k in self.kernels.values()), self.run_root)
+        self.routing = route(facts, nodes, spread=execution.routing == "spread",
+                             base={s: r.to_resources() for s, r in self.spec.resources.items()})
+        log.info("job %s: routing %s", self.job_id, self.routing.to_dict())
+        if ctx is not None:
+            ctx.emit("job_routed", None, job_id=self.job_id, **self.routing.to_dict())
 
     def run(self, observers: Iterable[Any] = (), executor: Executor | None = None) -> JobResult:
         """Run the job to a terminal state and write ``result.json`` and ``events.jsonl``.

@@ -56,8 +56,10 @@ class JobResult:
 
     @property
     def input_error(self) -> bool:
-        """True when the job failed because of its input (exit status 2 in the CLI)."""
-        return any(e.get("category") in ("invalid_input", "invalid_spec") for e in self.errors)
+        """True when the job failed because of its input (exit status 2 in the CLI): the
+        spec, a file, or resources that no node of the cluster has."""
+        return any(e.get("category") in ("invalid_input", "invalid_spec") or e.get("infeasible")
+                   for e in self.errors)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobResult:
