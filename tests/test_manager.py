@@ -223,6 +223,14 @@ def test_a_spec_the_manager_cannot_run_is_refused_at_submission(manager_factory,
         manager.submit(job)
 
 
+def test_a_job_no_node_could_run_is_refused_not_queued(manager_factory, data, tmp_path):
+    manager = manager_factory()
+    greedy = spec(data, resources={"analyze": {"num_cpus": 64}})
+    with pytest.raises(ManagerError, match="not queued: step .* needs CPU=64"):
+        submit(manager, greedy, tmp_path)
+    assert manager.list() == []
+
+
 def test_200_jobs_from_4_clients_run_once_each_under_the_cap(manager_factory, data, tmp_path):
     manager = manager_factory(max_concurrent=4)
     job_spec = spec(data)

@@ -434,7 +434,7 @@ class AnalysisJob:
         interrupt: BaseException | None = None
         try:
             with cancelled_by_signals(ctx, record):
-                self.check_resources()
+                self.check_resources(ctx)
                 fetch((executor or Executor()).run(self.workflow(), ctx))
             errors += record.manifest["export_errors"]
             state = COMPLETED_WITH_ERRORS if errors else "COMPLETED"

@@ -770,7 +770,14 @@ class ManagerClient:
     def submit(self, job: Any, run_dir: str | None = None, submitter: str | None = None,
                connections: str | None = None) -> str:
         """Queue an :class:`~raysight.job.pipeline.AnalysisJob` (its spec, with its sources'
-        paths made absolute); returns its job id."""
+        paths made absolute); returns its job id. A job that no node of the
+        cluster could run is refused here (ResourceExhausted), not queued."""
+        from raysight.errors import ResourceExhausted
+
+        try:
+            job.check_resources()
+        except ResourceExhausted as err:
+            raise ManagerError(f"job {job.job_id} not queued: {err}", **err.details) from None
         record = self._call("submit", portable_spec(job), job.job_id, run_dir,
                             connections, submitter or _who())
         return str(record["job_id"])
