@@ -1,9 +1,10 @@
 """The ``raysight`` command line: run, validate, resume, inspect, schema; submit, status, logs,
-cancel and list for jobs on a Ray cluster through its Jobs API (:mod:`raysight.service.jobs_api`).
+cancel and list for jobs on a Ray cluster through its Jobs API (:mod:`raysight.service.jobs_api`);
+``manager ...`` for the cluster's job manager (:mod:`raysight.service.manager_cli`).
 
 Exit status: 0 when the job completed, 1 when it failed, 2 for an invalid spec, a bad file,
-bad arguments or a cluster that cannot be reached (a one-line message naming the field, file or
-address, no traceback), 3 when it completed but some export could not be written (the others
+bad arguments, a cluster that cannot be reached or resources no node of it has (a one-line
+message naming the field, file, address or resource, no traceback), 3 when it completed but some export could not be written (the others
 were), 130 when it was stopped (Ctrl-C, or SIGTERM from a Jobs API stop). ``submit --wait``
 ends with the submitted job's own status (130 when it was cancelled).
 
