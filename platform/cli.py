@@ -1,12 +1,14 @@
 """The ``raysight`` command line: run, validate, resume, inspect, schema; submit, status, logs,
 cancel and list for jobs on a Ray cluster through its Jobs API (:mod:`raysight.service.jobs_api`);
-cluster for the platform's status (:mod:`raysight.service.cluster_status`).
+``manager ...`` for the cluster's job manager (:mod:`raysight.service.manager_cli`); ``cluster``
+for the platform's status (:mod:`raysight.service.cluster_status`).
 
 Exit status: 0 when the job completed, 1 when it failed, 2 for an invalid spec, a bad file,
-bad arguments or a cluster that cannot be reached (a one-line message naming the field, file or
-address, no traceback), 3 when it completed but some export could not be written (the others
-were), 130 when it was stopped (Ctrl-C, or SIGTERM from a Jobs API stop). ``submit --wait``
-ends with the submitted job's own status (130 when it was cancelled).
+bad arguments, a cluster that cannot be reached or resources no node of it has (a one-line
+message naming the field, file, address or resource, no traceback), 3 when it completed but
+some export could not be written (the others were), 130 when it was stopped (Ctrl-C, or
+SIGTERM from a Jobs API stop). ``submit --wait`` ends with the submitted job's own status
+(130 when it was cancelled).
 
 Run folders go under ``--run-dir``, else ``RAYSIGHT_RUN_DIR``, else ``./runs``; a driver that
 Ray's Jobs API started in its package folder (``_ray_pkg_*``, deleted with the session) uses
@@ -52,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a spec field, e.g. --set priority=70 (repeatable)")
     run.add_argument("--quiet", action="store_true", help="no progress display")
     run.add_argument("--json", action="store_true", help="print result.json instead of a summary")
+    run.add_argument("--direct", action="store_true",
+                     help="run here even when the cluster has a job manager (whose queue "
+                          "the job otherwise joins)")
 
     validate = sub.add_parser("validate", help="check a job spec without running it")
     validate.add_argument("spec")
@@ -84,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema.add_argument("--spec-version", type=int, choices=(1, 2), default=1,
                         help="1: one source and one analysis; 2: a job graph (default 1)")
     _jobs_api_commands(sub)
+    from raysight.service.manager_cli import add_manager_commands
+
+    add_manager_commands(sub, _connection_arguments)
     _connection_arguments(add_cluster_command(sub))
     return parser
 
@@ -157,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             _resolve_run_dir(args)
         if args.command in ("submit", "status", "logs", "cancel", "list"):
             return _jobs_api(args)
+        if args.command == "manager":
+            from raysight.service.manager_cli import manager_command
+
+            return manager_command(args)
         if args.command == "cluster":
             return cluster_command(args)
         if args.command == "schema":
@@ -202,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _resolve_run_dir(args: argparse.Namespace) -> None:
     """The run root, ``~`` expanded; never inside Ray's package folder for a new run."""
+    from raysight.job.remote_run import is_url
     from raysight.service.jobs_api import (
         check_durable_run_dir,
         default_run_dir,
@@ -210,6 +223,9 @@ def _resolve_run_dir(args: argparse.Namespace) -> None:
 
     chosen = args.run_dir or default_run_dir()
     args.own_run_dir = args.run_dir is None  # raysight chose it
+    if is_url(chosen):  # object storage: outlives any session (see raysight.job.remote_run)
+        args.run_dir = chosen
+        return
     if args.command == "inspect":
         args.run_dir = os.path.expanduser(chosen)
         return
@@ -265,6 +281,12 @@ def _jobs_api(args: argparse.Namespace) -> int:
 def _run(job: Any, args: argparse.Namespace) -> int:
     job.preflight()  # a missing file or column is reported before Ray starts (seconds)
     connect(args.address, timeout_s=args.connect_timeout, log_level=args.log_level)
+    manager = None if getattr(args, "direct", False) else job.manager()
+    if manager is not None:  # the cluster's job manager queues it
+        from raysight.service.manager_cli import run_managed
+
+        chosen = None if getattr(args, "own_run_dir", True) else str(job.run_root)
+        return _finish(run_managed(job, manager, args.connections, chosen), args)
     observers = []
     progress = None
     if not args.quiet and not args.json and sys.stdout.isatty():
@@ -277,8 +299,16 @@ def _run(job: Any, args: argparse.Namespace) -> int:
     finally:
         if progress:
             progress.stop()
+    return _finish(result, args)
+
+
+def _finish(result: Any, args: argparse.Namespace) -> int:
+    """Print what the job did and return the exit status its state gives."""
     if args.json:
-        print((Path(result.run_dir) / "result.json").read_text(encoding="utf-8"))
+        from raysight.job.remote_run import read_text
+
+        print(read_text(Path(result.run_dir) / "result.json" if "://" not in result.run_dir
+                        else f"{result.run_dir}/result.json"))
     else:
         _print_summary(result)
     if result.ok:
@@ -292,8 +322,16 @@ def _run(job: Any, args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     from raysight.debug.inspect import inspect_text, write_debug_views
+    from raysight.job import remote_run
     from raysight.job.rundir import run_state
 
+    if remote_run.is_url(args.run_dir):  # read its records into the local mirror
+        url = f"{args.run_dir.rstrip('/')}/{args.job_id}"
+        if not remote_run.exists(url):
+            raise InputError(f"no run {args.job_id!r} under {args.run_dir} ({url} not found)",
+                             path=url)
+        args.run_dir = str(remote_run.local_mirror(args.run_dir))
+        remote_run.download_records(url, Path(args.run_dir) / args.job_id)
     run_dir = Path(os.path.abspath(args.run_dir)) / args.job_id
     if not run_dir.is_dir():
         raise InputError(f"no run {args.job_id!r} under {args.run_dir} ({run_dir} not found)",

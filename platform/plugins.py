@@ -130,6 +130,11 @@ class Connector(Plugin[ConfigT]):
         a database catalog), for checks before the job runs; None when it is not."""
         return None
 
+    def estimated_bytes(self) -> int | None:
+        """The source's size in bytes when it is known cheaply on the driver, without reading
+        its data (file sizes from a listing), for routing the job; None when it is not."""
+        return None
+
     def acknowledge(self, partitions: list[PartitionSpec]) -> None:
         """Called on the driver once the job that read ``partitions`` (those ``plan``
         returned) completed and committed its outputs: a stream source commits its consumer

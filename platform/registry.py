@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import threading
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -27,6 +28,10 @@ class UnknownPlugin(InputError):
     category = "unknown_plugin"
 
 
+#: held while entry points load (one plugin's import may load another kind's registry)
+_LOADING = threading.RLock()
+
+
 class Registry:
     """Plugins of one kind, by name; entry points are loaded on first use."""
 
@@ -39,6 +44,7 @@ class Registry:
         #: where each plugin came from: the distribution of its entry point, or "code"
         self._origins: dict[str, str] = {}
         self._loaded = False
+        self._loading = False
 
     def register(self, plugin: type, name: str | None = None) -> type:
         """Add a plugin class (usable as a decorator); the name defaults to ``plugin.name``."""
@@ -50,7 +56,16 @@ class Registry:
     def _load(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
+        with _LOADING:  # another thread waits until the plugins are all there
+            if self._loaded or self._loading:  # a plugin's import asking again
+                return
+            self._loading = True
+            try:
+                self._load_entry_points()
+            finally:
+                self._loaded, self._loading = True, False
+
+    def _load_entry_points(self) -> None:
         for ep in entry_points(group=self.group):
             if ep.name in self._plugins:
                 continue

@@ -129,10 +129,10 @@ def test_the_job_managers_statistics_fill_scheduler_and_queue():
     manager = FakeManager.remote()
     status = platform_status(manager)
     assert status["scheduler"] == STATS
-    assert status["queue"] == {"queue_length": 3, "running_jobs": 2, "paused_jobs": 1,
-                               "max_concurrent": 20}
+    assert status["queue"] == {"queue_length": 3, "starting_jobs": 0, "running_jobs": 2,
+                               "paused_jobs": 1, "max_concurrent": 20}
     text = "\n".join(describe_status(status))
-    assert "3 waiting, 2 running (at most 20), 1 paused" in text
+    assert "3 waiting, 0 starting, 2 running (at most 20), 1 paused" in text
     assert "40 completed, 1 failed, 2 canceled (93% succeeded)" in text
     assert "1.25 s waiting, 12.5 s running on average" in text
     ray.kill(manager)
@@ -263,3 +263,20 @@ def test_a_dead_node_and_a_gpu_node_read_as_such():
     assert any(x.startswith("node      gggggggggggg") and "GPU 3/4" in x for x in lines)
     assert any(x.startswith("node      dddddddddddd") and x.endswith("DEAD") for x in lines)
     assert not any("GPU" in x for x in lines if x.startswith(f"node      {live['node_id'][:12]}"))
+
+
+def test_the_clusters_running_job_manager_fills_scheduler(tmp_path):
+    from raysight.service import manager as mgr
+
+    client = mgr.start_manager(str(tmp_path / "runs"), 3)  # the default name: found by name
+    try:
+        status = platform_status()
+        stats = client.stats()
+        assert status["scheduler"] == stats
+        assert status["queue"]["max_concurrent"] == 3 == stats["max_concurrent"]
+        assert status["queue"]["queue_length"] == stats["queue_length"] == 0
+        assert "queue     0 waiting, 0 starting, 0 running (at most 3), 0 paused" in \
+            describe_status(status)
+    finally:
+        ray.kill(client.handle, no_restart=True)
+    assert platform_status()["scheduler"] is None

@@ -123,3 +123,32 @@ def test_a_job_reads_an_installed_connector_and_checks_its_schema_first(package,
     assert "parity" in missing.stdout + missing.stderr
     assert not (tmp_path / "runs2").exists() or not any((tmp_path / "runs2").iterdir())
 
+
+
+THREADED_PARSE = """
+import threading
+from raysight.job.graph_spec import parse_graph_spec
+spec = {"version": 1, "source": {"type": "file", "path": "x.csv"},
+        "analysis": {"type": "descriptive"}}
+errors = []
+def parse():
+    try:
+        parse_graph_spec(spec)
+    except Exception as err:
+        errors.append(repr(err))
+threads = [threading.Thread(target=parse) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(errors)
+"""
+
+
+def test_specs_parsed_by_threads_of_a_fresh_process_all_see_every_plugin():
+    # the first use loads the plugins' entry points; threads that arrive meanwhile wait
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", THREADED_PARSE], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

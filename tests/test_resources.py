@@ -53,15 +53,16 @@ def test_on_several_nodes_the_message_gives_the_largest(tmp_path):
 @pytest.mark.parametrize("resources, needle", [
     ({"analyze": {"memory": "500GiB"}}, "memory=500 GiB"),
     ({"load": {"num_gpus": 1}}, "GPU=1"),
+    ({"analyze": {"resources": {"high_memory": 1}}}, "no node of the Ray cluster has high_memory"),
 ])
-def test_an_infeasible_request_is_one_line_and_a_failed_result(ray_session, tmp_path, capsys,
-                                                               resources, needle):
+def test_an_infeasible_request_is_one_line_a_failed_result_and_exit_status_2(
+        ray_session, tmp_path, capsys, resources, needle):
     if needle.startswith("GPU") and ray.cluster_resources().get("GPU"):
         pytest.skip("this cluster has a GPU")
     runs = tmp_path / "runs"
     code, out, err = cli(capsys, "run", str(write_spec(tmp_path, resources=resources)),
                          "--run-dir", str(runs), "--quiet")
-    assert code == 1 and "Traceback" not in out + err
+    assert code == 2 and "Traceback" not in out + err
     (line,) = [x for x in out.splitlines() if x.startswith("error")]
     assert "[resource_exhausted]" in line and needle in line
     result = json.loads((runs / "cli-job" / "result.json").read_text())

@@ -60,6 +60,7 @@ def head():
         if not _jobs_api_up(url, token, proc, timeout_s=120):
             pytest.skip("a `ray start --head` node with token authentication did not come up")
         yield {"url": url, "token": token, "home": home, "temp_dir": short / "ray",
+               "gcs": f"127.0.0.1:{port}",
                "client": _client_env(short, token)}
     finally:
         _stop(proc)
@@ -375,3 +376,44 @@ def test_a_cancelled_run_records_it_in_its_run_dir(head, cancelled):
 def test_status_of_an_unknown_job_names_it(head, tmp_path):
     proc = raysight(head, "status", "no-such-job", "--address", head["url"], cwd=tmp_path)
     one_line_error(proc, "no job 'no-such-job'")
+
+
+def test_a_jobs_api_job_and_a_cli_run_go_through_the_clusters_job_manager(head, tmp_path):
+    gcs = head["gcs"]
+    runs = tmp_path / "managed-runs"
+    proc = raysight(head, "manager", "start", "--address", gcs, "--run-dir", str(runs),
+                    "--max-concurrent", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "at most 2 jobs at once" in proc.stdout
+    try:
+        root = project(tmp_path / "managed", "managed")
+        submitted = raysight(head, "submit", "spec.yaml", "--address", head["url"], "--wait",
+                             cwd=root)
+        assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+        assert "queued in the job manager" in submitted.stdout  # the driver's own log
+        job_id = submitted_id(submitted.stdout)
+        local = raysight(head, "run", "spec.yaml", "--address", gcs, "--quiet", cwd=root)
+        assert local.returncode == 0, local.stdout + local.stderr
+        assert "queued in the job manager" in local.stderr
+        listing = raysight(head, "manager", "list", "--address", gcs, "--json", cwd=root)
+        records = {r["job_id"]: r for r in json.loads(listing.stdout)}
+        assert len(records) == 2 and job_id in records
+        assert {r["state"] for r in records.values()} == {"COMPLETED"}
+        for record in records.values():
+            result = json.loads(Path(record["job_dir"], "result.json").read_text())
+            assert result["state"] == "COMPLETED" and result["user_id"] == "analyst"
+        status = raysight(head, "manager", "status", job_id, "--address", gcs, cwd=root)
+        assert "state     COMPLETED" in status.stdout and "priority  70" in status.stdout
+        unknown = raysight(head, "manager", "status", "job_nobody", "--address", gcs, cwd=root)
+        one_line_error(unknown, "job_nobody", "not found")
+    finally:
+        stopped = raysight(head, "manager", "stop", "--address", gcs, cwd=tmp_path)
+        assert stopped.returncode == 0, stopped.stderr
+    direct = raysight(head, "run", "spec.yaml", "--address", gcs, "--quiet", cwd=root)
+    assert direct.returncode == 0 and "job manager" not in direct.stderr  # none runs now
+
+
+def test_the_manager_needs_a_cluster_address(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "raysight", "manager", "list"], cwd=tmp_path,
+                          env=_clean_env(), capture_output=True, text=True, timeout=60)
+    one_line_error(proc, "--address")

@@ -95,6 +95,11 @@ class FileConnector(Connector[FileSourceConfig]):
             raise InputError(f"{where} holds only blank lines: the file needs at least {needs}",
                              path=where)
 
+    def estimated_bytes(self) -> int | None:
+        """The files' total size on storage (compressed files count as stored)."""
+        _, files = list_files(self.config, self.filesystem)
+        return sum(f.size for f in files)
+
     # -- planning -------------------------------------------------------------------------
 
     def plan(self) -> list[PartitionSpec]:

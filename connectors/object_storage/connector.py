@@ -38,6 +38,10 @@ class ObjectStorageConnector(FileConnector):
         """None: footers are read in the workers, which hold the credentials."""
         return None
 
+    def estimated_bytes(self) -> int | None:
+        """None: listing the bucket needs the credentials that only the workers hold."""
+        return None
+
     def plan(self) -> list[PartitionSpec]:
         """One partition per object (in key order); an object over ``partition_bytes`` is
         split. A missing bucket, key or prefix is an InputError saying which."""

@@ -22,6 +22,7 @@ import ray
 from raysight.engine.breaker import CircuitOpenError, breaker
 from raysight.engine.context import CheckpointTarget, RunContext, TaskPayload, TaskReport
 from raysight.engine.failures import classify
+from raysight.engine.resources import scheduling_strategy
 from raysight.engine.trace import StepRecord
 from raysight.engine.worker import StepActor, pack, run_attempt
 from raysight.engine.workflow import Task
@@ -236,7 +237,8 @@ class Call:
 @functools.lru_cache(maxsize=1024)
 def _remote_options(name: str, system_retries: int, num_returns: int, num_cpus: float,
                     num_gpus: float, memory: int | None,
-                    resources: tuple[tuple[str, float], ...]) -> Any:
+                    resources: tuple[tuple[str, float], ...],
+                    scheduling: str | None = None) -> Any:
     opts: dict[str, Any] = {"name": name, "max_retries": system_retries,
                             "retry_exceptions": False, "num_returns": num_returns,
                             "num_cpus": num_cpus}
@@ -246,6 +248,8 @@ def _remote_options(name: str, system_retries: int, num_returns: int, num_cpus: 
         opts["memory"] = memory
     if resources:
         opts["resources"] = dict(resources)
+    if scheduling:
+        opts["scheduling_strategy"] = scheduling_strategy(scheduling)
     return run_attempt.options(**opts)
 
 
@@ -254,7 +258,8 @@ def remote_for(name: str, task: Task) -> Any:
     r = task.resources
     return _remote_options(name, task.system_retries,
                            task.shards + 1 if task.mode == "shard" else 2, r.num_cpus,
-                           r.num_gpus, r.memory, tuple(sorted(r.resources.items())))
+                           r.num_gpus, r.memory, tuple(sorted(r.resources.items())),
+                           r.scheduling)
 
 
 def payload_of(task: Task, ctx: RunContext, attempt: int, partition: int | None,

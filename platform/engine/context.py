@@ -158,6 +158,10 @@ class RunContext:
     metrics: dict[str, float] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     cancel_events: tuple[threading.Event, ...] = field(default_factory=lambda: (threading.Event(),))
+    #: set to stop the run at the next step boundary: running steps finish (and are
+    #: checkpointed), nothing new starts (a preempted job, which resumes later); shared by
+    #: every branch of the run
+    drain_event: threading.Event = field(default_factory=threading.Event)
     #: where step outputs are persisted; a store with a manifest resumes the run
     checkpoints: CheckpointStore | None = None
     #: stable per-plan keys of tasks (their position in the plan), for checkpoints
@@ -193,6 +197,19 @@ class RunContext:
     def cancel(self) -> None:
         """Cancel the run: running tasks are cancelled, nothing new starts."""
         self.cancel_events[-1].set()
+
+    @property
+    def draining(self) -> bool:
+        return self.drain_event.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        """True once the run is cancelled or stops at the next step boundary."""
+        return self.cancelled or self.draining
+
+    def drain(self) -> None:
+        """Stop the run at the next step boundary: running steps finish, nothing new starts."""
+        self.drain_event.set()
 
     def fork(self, **changes: Any) -> RunContext:
         """A context for a branch: shares trace, observers and state; cancellable on its own."""

@@ -104,15 +104,15 @@ class Executor:
         try:
             return self._run(node, value, ctx)
         except BaseException:
-            if ctx.completed:
+            if ctx.completed and not ctx.draining:  # a drained run resumes: nothing undone
                 ctx.state["compensations"] = self.compensate(ctx)
             raise
         finally:
             ctx.trace.finish()
 
     def _run(self, node: Step, value: Any, ctx: RunContext) -> Any:
-        if ctx.cancelled:
-            raise Cancelled(f"run cancelled before {node.name}")
+        if ctx.stopping:
+            raise Cancelled(f"run {_stopped(ctx)} before {node.name}", step=node.name)
         if isinstance(node, Task):
             return self._run_task(node, value, ctx)
         if isinstance(node, Sequence):
@@ -250,7 +250,7 @@ class Executor:
                 submitted.append((k, report_ref, data_ref, time.time()))
                 current = data_ref
             confirmed_at = time.monotonic()
-            for k, report_ref, data_ref, t_wall in submitted:
+            for n, (k, report_ref, data_ref, t_wall) in enumerate(submitted):
                 task = chain[k]
                 try:
                     report = self._await_report(report_ref, task, confirmed_at, ctx)
@@ -283,6 +283,11 @@ class Executor:
                 if task.compensate is not None:
                     ctx.completed.append((task, data_ref))
                 value = data_ref
+                if ctx.draining and k + 1 < len(chain):  # a step boundary: stop here
+                    for _, later, _, _ in submitted[n + 1:]:
+                        ray.cancel(later, force=False)  # harmless on a finished task
+                    raise Cancelled(f"run stopped at a step boundary before "
+                                    f"{chain[k + 1].name!r}", step=chain[k + 1].name)
             else:
                 start = len(chain)
         return value
@@ -569,6 +574,10 @@ class Executor:
             ctx.emit("compensation_succeeded", task.name)
             outcomes.append({"step": task.name, "state": "compensated"})
         return outcomes
+
+
+def _stopped(ctx: RunContext) -> str:
+    return "cancelled" if ctx.cancelled else "stopped at a step boundary"
 
 
 def _is_plain_task(node: Step, ctx: RunContext, chain: bool = False) -> bool:

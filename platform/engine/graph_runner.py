@@ -38,7 +38,7 @@ def run_graph(executor: Executor, node: Graph, value: Any, ctx: RunContext) -> A
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="raysight-node")
     try:
         while True:
-            if not errors and not ctx.cancelled:
+            if not errors and not ctx.stopping:
                 ready = [n for n in waiting if all(d in outputs for d in node.nodes[n].needs)]
                 # no more nodes than threads: a node queued in the pool could not be held
                 # back after a failure
@@ -61,7 +61,8 @@ def run_graph(executor: Executor, node: Graph, value: Any, ctx: RunContext) -> A
                     continue
                 errors.append(err)
                 failed.append(name)
-                reason = ("run cancelled" if isinstance(err, Cancelled) and ctx.cancelled
+                reason = (("run cancelled" if ctx.cancelled else "run stopped at a step "
+                           "boundary") if isinstance(err, Cancelled) and ctx.stopping
                           else f"upstream node {paths[name]} failed")
                 for later in node.downstream(name):
                     if later in waiting:
@@ -74,16 +75,17 @@ def run_graph(executor: Executor, node: Graph, value: Any, ctx: RunContext) -> A
     finally:
         # nodes queued behind a full pool never start once the graph is stopping
         pool.shutdown(wait=True, cancel_futures=True)
-    if errors or (ctx.cancelled and waiting):
+    if errors or (ctx.stopping and waiting):
         culprits = [paths[n] for n, e in zip(failed, errors, strict=True)
                     if not isinstance(e, Cancelled)]
-        reason = f"not started: node {culprits[0]} failed" if culprits else "run cancelled"
+        stopped = "run cancelled" if ctx.cancelled else "run stopped at a step boundary"
+        reason = f"not started: node {culprits[0]} failed" if culprits else stopped
         for name in waiting:
             _skip_node(node, name, paths[name], reason, ctx)
         own = [e for e in errors if not isinstance(e, Cancelled)]
         if own or errors:
             raise (own or errors)[0]
-        raise Cancelled(f"run cancelled before node {paths[waiting[0]]}",
+        raise Cancelled(f"{stopped} before node {paths[waiting[0]]}",
                         step=paths[waiting[0]])
     return node.result(outputs)
 

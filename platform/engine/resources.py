@@ -1,4 +1,8 @@
-"""Step resource requirements and how they become Ray task options."""
+"""Step resource requirements and how they become Ray task options.
+
+>>> Resources(num_cpus=2, resources={"high_memory": 0.001}, scheduling="SPREAD").ray_options()
+{'num_cpus': 2, 'resources': {'high_memory': 0.001}, 'scheduling_strategy': 'SPREAD'}
+"""
 
 from __future__ import annotations
 
@@ -29,14 +33,26 @@ def parse_bytes(value: int | float | str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
+#: ``Resources.scheduling`` of a soft affinity to one node: this prefix, then its hex node id
+NODE_PREFIX = "node:"
+
+
 @dataclass(frozen=True)
 class Resources:
-    """What one task of a step needs: CPUs, GPUs, memory in bytes and custom resources."""
+    """What one task of a step needs: CPUs, GPUs, memory in bytes and custom resources, and
+    where Ray should place it.
+
+    ``scheduling`` is ``None`` (Ray's default), ``"DEFAULT"``, ``"SPREAD"`` or
+    ``"node:<hex node id>"``: a soft affinity to that node (see :func:`scheduling_strategy`).
+    It is a string, not a Ray object, so that it keys the cache of Ray task options
+    (:mod:`raysight.engine.calls`) and is JSON-ready.
+    """
 
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     memory: int | None = None
     resources: dict[str, float] = field(default_factory=dict)
+    scheduling: str | None = None
 
     def ray_options(self) -> dict[str, Any]:
         """Keyword options for ``ray.remote(...).options``."""
@@ -47,7 +63,17 @@ class Resources:
             opts["memory"] = self.memory
         if self.resources:
             opts["resources"] = dict(self.resources)
+        if self.scheduling:
+            opts["scheduling_strategy"] = scheduling_strategy(self.scheduling)
         return opts
+
+    def routed(self, resources: dict[str, float] | None = None,
+               scheduling: str | None = None) -> Resources:
+        """A copy that also asks for ``resources`` and takes ``scheduling``, where this one
+        does not already say otherwise (what a step asks for itself wins)."""
+        extra = {k: v for k, v in (resources or {}).items() if k not in self.resources}
+        return Resources(self.num_cpus, self.num_gpus, self.memory, {**self.resources, **extra},
+                         self.scheduling or scheduling)
 
     def merged(self, **overrides: Any) -> Resources:
         """A copy with the given fields replaced (``None`` keeps the current value)."""
@@ -61,11 +87,12 @@ class Resources:
 
         Ray would keep such a task pending forever; a clear error is better. ``nodes`` holds
         the resources of each live node (:func:`node_resources`): every amount a task asks
-        for must be on one node.
+        for must be on one node. The error says ``infeasible``: the request, not the data or
+        a worker, is at fault (the CLI exits 2).
         """
-        wanted = self.wanted()
-        if any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in nodes):
+        if self.feasible(nodes):
             return
+        wanted = self.wanted()
         for name, amount in wanted.items():
             largest = max((node.get(name, 0.0) for node in nodes), default=0.0)
             if amount > largest:
@@ -78,10 +105,16 @@ class Resources:
                 raise ResourceExhausted(
                     f"step {step!r} needs {name}={format_amount(name, amount)} per task, "
                     f"but {have}", step=step, resource=name, requested=amount,
-                    available=largest)
+                    available=largest, infeasible=True)
         asked = ", ".join(f"{k}={format_amount(k, v)}" for k, v in wanted.items())
         raise ResourceExhausted(f"step {step!r} needs {asked} on one node, but no node of the "
-                                "Ray cluster has all of them", step=step, requested=wanted)
+                                "Ray cluster has all of them", step=step, requested=wanted,
+                                infeasible=True)
+
+    def feasible(self, nodes: list[dict[str, float]]) -> bool:
+        """True when some node has every amount one task asks for."""
+        wanted = self.wanted()
+        return any(all(node.get(k, 0.0) >= v for k, v in wanted.items()) for node in nodes)
 
     def wanted(self) -> dict[str, float]:
         """The non-zero amounts of one task, by Ray resource name."""
@@ -90,11 +123,32 @@ class Resources:
         return {k: float(v) for k, v in amounts.items() if v}
 
 
-def node_resources() -> list[dict[str, float]]:
-    """The total resources of every live node of the connected Ray cluster."""
+def scheduling_strategy(scheduling: str) -> Any:
+    """Ray's ``scheduling_strategy`` for a :attr:`Resources.scheduling` value."""
+    if not scheduling.startswith(NODE_PREFIX):
+        if scheduling not in ("DEFAULT", "SPREAD"):
+            raise InputError(f"not a scheduling strategy: {scheduling!r} (use DEFAULT, SPREAD "
+                             f"or {NODE_PREFIX}<node id>)", value=scheduling)
+        return scheduling
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # soft, and spilling when the node is busy: a preference (data cached there), never a
+    # queue of the job's tasks behind one node, nor a failure when that node has gone
+    return NodeAffinitySchedulingStrategy(scheduling[len(NODE_PREFIX):], soft=True,
+                                          _spill_on_unavailable=True)
+
+
+def live_nodes() -> list[dict[str, Any]]:
+    """The live nodes of the connected Ray cluster as ``ray.nodes()`` describes them."""
     import ray
 
-    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+    return [node for node in ray.nodes() if node.get("Alive")]
+
+
+def node_resources(nodes: list[dict[str, Any]] | None = None) -> list[dict[str, float]]:
+    """The total resources of every live node of the connected Ray cluster (or of
+    ``nodes``, as :func:`live_nodes` returns them)."""
+    return [dict(node["Resources"]) for node in (live_nodes() if nodes is None else nodes)]
 
 
 def cluster_cpus() -> int:

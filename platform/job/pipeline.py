@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from functools import partial
@@ -39,11 +40,11 @@ from raysight.engine.events import EventLog, JsonlObserver, Observers
 from raysight.engine.executor import Executor, fetch
 from raysight.engine.graph import Node, graph
 from raysight.engine.observability import AuditLog, MetricsObserver, otel_observer
-from raysight.engine.resources import Resources, node_resources
+from raysight.engine.resources import Resources, live_nodes, node_resources
 from raysight.engine.workflow import Mode, Step, Task, parallel, tasks
 from raysight.errors import InputError
 from raysight.job import graph_steps as gs
-from raysight.job import steps
+from raysight.job import remote_run, steps
 from raysight.job.flows import (
     absolute_source,
     analyze_flow,
@@ -57,6 +58,7 @@ from raysight.job.preflight import known_schemas
 from raysight.job.pushdown import read_hints
 from raysight.job.record import RunRecord
 from raysight.job.result import DONE_STATES, JobResult, ray_dataset, write_json_atomic
+from raysight.job.routing import NO_ROUTING, RoutingPlan, job_facts, remembering, route
 from raysight.job.rundir import checkpoint_url, driver_identity, driver_lock
 from raysight.job.sinks import commit_sinks
 from raysight.job.spec import (
@@ -107,6 +109,12 @@ class AnalysisJob:
                                     connections=spec.file_connections)
         self.spec: GraphSpec = spec
         self.job_id = job_id or render_job_id(spec.job_id)
+        #: where the run folder ends up when the run root is a URL (s3://...); the job runs
+        #: in a local mirror of it (see :mod:`raysight.job.remote_run`)
+        self.remote: str | None = None
+        if remote_run.is_url(run_dir):
+            self.remote = f"{str(run_dir).rstrip('/')}/{self.job_id}"
+            run_dir = remote_run.local_mirror(str(run_dir))
         self.run_root = Path(os.path.abspath(run_dir))  # normalised: no "jobs/../runs"
         self.job_dir = self.run_root / self.job_id
         self.staging = self.job_dir / STAGING
@@ -132,6 +140,8 @@ class AnalysisJob:
                              node=unknown[0])
         self._kept: dict[str, Any] = {}
         self._checked = False  # preflight passed (run() checks first unless it has)
+        #: Ray options for the job's input size, kinds and history (set by check_resources)
+        self.routing: RoutingPlan = NO_ROUTING
         self.kernels = {name: registry.analyses.build(config)
                         for name, config in spec.analyses.items()}
         only = next(iter(spec.analyses))
@@ -142,6 +152,25 @@ class AnalysisJob:
                         for e in spec.exports]
         self.notifiers = [registry.notifiers.build(n) for n in spec.notifications]
         self._record = RunRecord(notifies=bool(self.notifiers))
+        # set from another thread (the job manager) to stop the run: at once, or at the
+        # next step boundary
+        self._cancel = threading.Event()
+        self._drain = threading.Event()
+        self._stop_reason: str | None = None
+        #: True for a job the job manager runs (it never goes back to the manager)
+        self.managed = False
+        self._given_inputs = bool(inputs)
+
+    def stop(self, reason: str, at_step_boundary: bool = False) -> None:
+        """Stop the run from another thread: at once (running tasks are cancelled), or at
+        the next step boundary (running steps finish and are checkpointed, nothing new
+        starts; a resume then redoes no finished step). ``reason`` completes the sentence
+        "the job was stopped by ..." in its error. A job stopped before it starts ends
+        CANCELED without running a step."""
+        self._stop_reason = reason
+        self._record.stopped_by = self._record.stopped_by or "job manager"
+        self._record.stop_reason = reason
+        (self._drain if at_step_boundary else self._cancel).set()
 
     @classmethod
     def resume(cls, job_id: str, run_dir: str | Path = "runs",
@@ -151,7 +180,12 @@ class AnalysisJob:
         was persisted are restored, the rest run. ``overrides`` may change execution
         settings (``execution.timeout_s=600``); ``connections`` is the connections file its
         sources' named connections are looked up in again (``spec.json`` keeps the names)."""
-        job_dir = Path(os.path.abspath(run_dir)) / job_id
+        if remote_run.is_url(run_dir):  # its records come back into the local mirror
+            remote = f"{str(run_dir).rstrip('/')}/{job_id}"
+            job_dir = remote_run.local_mirror(str(run_dir)) / job_id
+            remote_run.download_records(remote, job_dir)
+        else:
+            job_dir = Path(os.path.abspath(run_dir)) / job_id
         spec_file = job_dir / SPEC_FILE
         if not spec_file.exists():
             raise InputError(f"no run {job_id!r} to resume under {job_dir.parent} "
@@ -172,11 +206,15 @@ class AnalysisJob:
     ) -> Task:
         spec = self.spec
         res = spec.resources.get(stage)
+        if stage == "complete" and self.routing.remember:  # the job succeeded
+            hooks["on_success"] = remembering(self.run_root, spec.job_id,
+                                              hooks.get("on_success"))
         return Task(
             fn=fn,
             name=name,
             mode=mode,
-            resources=Resources() if res is None else res.to_resources(),
+            resources=self.routing.apply(stage, Resources() if res is None
+                                         else res.to_resources()),
             retry=spec.execution.retry_policy(stage),
             timeout_s=spec.execution.step_timeouts_s.get(stage),
             **hooks,
@@ -297,16 +335,38 @@ class AnalysisJob:
 
     def _check_run_dir(self) -> None:
         """A new run needs a run directory of its own."""
-        if self.job_dir.exists() and not self.resuming:
+        if self.resuming:
+            return
+        if self.remote is not None:
+            if remote_run.exists(self.remote):
+                raise InputError(f"run directory {self.remote} already exists; choose "
+                                 "another job_id or --run-dir", path=self.remote)
+            shutil.rmtree(self.job_dir, ignore_errors=True)  # a mirror nobody finished
+            return
+        if self.job_dir.exists():
             raise InputError(f"run directory {self.job_dir} already exists; choose another "
                              "job_id or --run-dir", path=str(self.job_dir))
 
-    def check_resources(self) -> None:
-        """Raise ResourceExhausted when no node of the cluster could ever run some step."""
-        nodes = node_resources()
+    def check_resources(self, ctx: RunContext | None = None) -> None:
+        """Raise ResourceExhausted when no node of the cluster could ever run some step of
+        the spec, then route the job on the same nodes (:mod:`raysight.job.routing`): the
+        steps planned next carry its Ray options; ``ctx`` gets a ``job_routed`` event."""
+        nodes = live_nodes()
+        capacities = node_resources(nodes)
+        self.routing = NO_ROUTING
         for t in tasks(self.workflow()):
             if t.mode != "driver":
-                t.resources.check_feasible(nodes, t.name)
+                t.resources.check_feasible(capacities, t.name)
+        execution = self.spec.execution
+        if execution.routing == "off":
+            return
+        facts = job_facts(self.spec.job_id, self.connectors.values(),
+                          (k.name for k in self.kernels.values()), self.run_root)
+        self.routing = route(facts, nodes, spread=execution.routing == "spread",
+                             base={s: r.to_resources() for s, r in self.spec.resources.items()})
+        log.info("job %s: routing %s", self.job_id, self.routing.to_dict())
+        if ctx is not None:
+            ctx.emit("job_routed", None, job_id=self.job_id, **self.routing.to_dict())
 
     def run(self, observers: Iterable[Any] = (), executor: Executor | None = None) -> JobResult:
         """Run the job to a terminal state and write ``result.json`` and ``events.jsonl``.
@@ -316,8 +376,24 @@ class AnalysisJob:
         """
         if not self._checked:  # the CLI checks before it connects to Ray
             self.preflight()
+        manager = self.manager()
+        if manager is not None and executor is None and not observers:
+            log.info("job %s: running through the job manager", self.job_id)
+            job_id = manager.submit(self)
+            return manager.result(job_id)
         with driver_lock(self.job_dir):
             return self._run(observers, executor)
+
+    def manager(self) -> Any | None:
+        """The client of the cluster's job manager when this job should go through it: one
+        runs on the connected cluster, and the job is new, not run by the manager itself, and
+        holds no objects of this process (``inputs``, ``keep``)."""
+        if self.managed or self.resuming or self.keep or self._given_inputs:
+            return None
+        from raysight.service.manager import ManagerClient, find_manager
+
+        handle = find_manager()
+        return None if handle is None else ManagerClient(handle)
 
     def _run(self, observers: Iterable[Any], executor: Executor | None) -> JobResult:
         self.staging.mkdir(parents=True, exist_ok=True)
@@ -336,9 +412,13 @@ class AnalysisJob:
             deadline=time.monotonic() + self.spec.execution.timeout_s,
             faults=tuple(f.to_fault() for f in self.spec.execution.faults),
             checkpoints=self._checkpoint_store(),
+            cancel_events=(self._cancel,),
+            drain_event=self._drain,
         )
         started = dt.datetime.now(dt.UTC)
         record = self._record = RunRecord(notifies=bool(self.notifiers))
+        if self._stop_reason is not None:  # stopped before it began
+            record.stopped_by, record.stop_reason = "job manager", self._stop_reason
         ctx.emit(
             "job_resumed" if self.resuming else "job_started",
             None,
@@ -354,7 +434,7 @@ class AnalysisJob:
         interrupt: BaseException | None = None
         try:
             with cancelled_by_signals(ctx, record):
-                self.check_resources()
+                self.check_resources(ctx)
                 fetch((executor or Executor()).run(self.workflow(), ctx))
             errors += record.manifest["export_errors"]
             state = COMPLETED_WITH_ERRORS if errors else "COMPLETED"
@@ -408,7 +488,7 @@ class AnalysisJob:
         result = JobResult(
             job_id=self.job_id, user_id=self.spec.user_id, state=state,
             analysis_type=self.analysis_type, priority=self.spec.priority,
-            run_dir=str(self.job_dir), started_at=started.isoformat(),
+            run_dir=self.remote or str(self.job_dir), started_at=started.isoformat(),
             finished_at=finished.isoformat(),
             execution_time_s=(finished - started).total_seconds(),
             data_stats=record.data_stats,
@@ -423,6 +503,8 @@ class AnalysisJob:
             trace=ctx.trace.to_dict(),
         )
         write_json_atomic(self.job_dir / "result.json", result.to_dict())
+        if self.remote is not None:
+            self._upload(result)
         if state in DONE_STATES:
             result.datasets = {n: ray_dataset(v, n in self.spec.analyses)
                                for n, v in self._kept.items()}
@@ -444,8 +526,25 @@ class AnalysisJob:
         execution = self.spec.execution
         if not execution.checkpoint:
             return None
-        return CheckpointStore(checkpoint_url(self.job_dir, execution.checkpoint_url),
+        configured = execution.checkpoint_url
+        if configured is None and self.remote is not None:
+            configured = f"{self.remote}/checkpoints"
+        return CheckpointStore(checkpoint_url(self.job_dir, configured),
                                spec_version=self.spec.version)
+
+    def _upload(self, result: JobResult) -> None:
+        """Copy the run folder to its URL, ``result.json`` last. A copy that fails leaves
+        the job's state as it is, with a warning naming the local folder that holds it."""
+        try:
+            remote_run.upload(self.job_dir, self.remote or "")
+        except Exception as err:  # the outputs exist: say where, never lose them
+            log.error("job %s: run folder not copied to %s: %s", self.job_id, self.remote, err)
+            result.run_dir = str(self.job_dir)
+            result.warnings.append(f"the run folder could not be copied to {self.remote} "
+                                   f"({err}); it is at {self.job_dir}")
+            write_json_atomic(self.job_dir / "result.json", result.to_dict())
+            return
+        shutil.rmtree(self.job_dir, ignore_errors=True)  # the URL holds it now
 
     def _acknowledge_sources(self) -> list[str]:
         """Tell each source that the job succeeded with the partitions it planned (a stream

@@ -33,6 +33,8 @@ class RunRecord:
     results_done: float = 0.0
     #: the signal (or exception) that stopped the run
     stopped_by: str | None = None
+    #: who stopped the run and what happens next, when not a signal (the job manager)
+    stop_reason: str | None = None
     #: each source's partitions as its ``load.plan`` step planned them (what it read)
     planned: dict[str, list[Any]] = field(default_factory=dict)
     #: warnings the connectors attached to the partitions they read (malformed messages)

@@ -6,7 +6,7 @@ import datetime as dt
 import functools
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +56,16 @@ class JobResult:
 
     @property
     def input_error(self) -> bool:
-        """True when the job failed because of its input (exit status 2 in the CLI)."""
-        return any(e.get("category") in ("invalid_input", "invalid_spec") for e in self.errors)
+        """True when the job failed because of its input (exit status 2 in the CLI): the
+        spec, a file, or resources that no node of the cluster has."""
+        return any(e.get("category") in ("invalid_input", "invalid_spec") or e.get("infeasible")
+                   for e in self.errors)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobResult:
+        """The result as ``result.json`` holds it (keys it does not know are ignored)."""
+        known = {f.name for f in fields(cls)} - {"datasets"}
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(replace(self, datasets={}))

@@ -148,6 +148,11 @@ class ExecutionSpec(_Strict):
     keep_checkpoints: bool = Field(default=False, description="keep checkpoints after the job "
                                    "completed (they are always kept after a failure)")
     faults: list[FaultSpec] = Field(default_factory=list)
+    routing: Literal["auto", "spread", "off"] = Field(
+        default="auto", description="resource routing (raysight.job.routing): auto applies "
+        "the size, kind and affinity rules where the cluster offers what they ask for; "
+        "spread also spreads the data steps over the nodes when no rule applies; off asks "
+        "for nothing beyond the spec's resources")
     combine_fan_in: int = Field(
         default=DEFAULT_FAN_IN,
         ge=2,

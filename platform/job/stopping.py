@@ -51,7 +51,10 @@ def job_error(exc: BaseException, ctx: RunContext, record: RunRecord) -> Workflo
     if by is None:
         return err
     step = err.details.get("step")
+    during = f" during step {step!r}" if step else ""
+    if record.stop_reason:  # the job manager: its reason says what happens next
+        return Cancelled(f"job {ctx.job_id} was stopped{during} by {record.stop_reason}",
+                         step=step, signal=by)
     how = STOP_SIGNALS.get(by, by)
-    return Cancelled(f"job {ctx.job_id} was stopped by {how}"
-                     + (f" during step {step!r}" if step else "")
-                     + f"; `raysight resume {ctx.job_id}` finishes it", step=step, signal=by)
+    return Cancelled(f"job {ctx.job_id} was stopped by {how}{during}"
+                     f"; `raysight resume {ctx.job_id}` finishes it", step=step, signal=by)

@@ -224,6 +224,7 @@ def _queue(scheduler: dict[str, Any] | None) -> dict[str, Any] | None:
     if scheduler is None:
         return None
     return {"queue_length": scheduler.get("queue_length", scheduler.get("pending_count")),
+            "starting_jobs": scheduler.get("queued_count", 0),
             "running_jobs": scheduler.get("running_count"),
             "paused_jobs": scheduler.get("paused_count"),
             "max_concurrent": scheduler.get("max_concurrent")}
@@ -270,8 +271,8 @@ def _scheduler_lines(queue: dict[str, Any] | None, stats: dict[str, Any] | None)
     cap = f" (at most {queue['max_concurrent']})" if queue.get("max_concurrent") else ""
     success = stats.get("success_rate")
     return [
-        f"queue     {queue['queue_length']} waiting, {queue['running_jobs']} running{cap}, "
-        f"{queue['paused_jobs']} paused",
+        f"queue     {queue['queue_length']} waiting, {queue['starting_jobs']} starting, "
+        f"{queue['running_jobs']} running{cap}, {queue['paused_jobs']} paused",
         f"scheduler {stats.get('completed_count', 0)} completed, "
         f"{stats.get('failed_count', 0)} failed, {stats.get('canceled_count', 0)} canceled"
         + (f" ({percent(success)} succeeded)" if success is not None else ""),

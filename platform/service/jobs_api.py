@@ -205,7 +205,8 @@ def submit(client: Any, spec_path: str, *, working_dir: str = ".", run_dir: str 
         raise InputError(f"the spec {spec_path} is outside the working directory {root}, which "
                          "is what travels to the cluster; run from the project folder or pass "
                          "--working-dir", path=spec_path)
-    if run_dir is not None and not (os.path.isabs(run_dir) or run_dir.startswith("~")):
+    if run_dir is not None and not (os.path.isabs(run_dir) or run_dir.startswith("~")
+                                    or "://" in run_dir):
         raise InputError(f"--run-dir {run_dir!r} is relative: on the cluster it would land in "
                          "Ray's package folder, deleted with the session; give an absolute path "
                          "on storage the cluster shares (or ~/... on the driver's node)",
