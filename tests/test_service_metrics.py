@@ -101,6 +101,38 @@ def test_manager_metrics_recorded_in_an_actor_reach_the_prometheus_endpoint():
     ray.kill(recorder)
 
 
+def test_the_job_managers_jobs_show_in_its_metrics(ray_session, tmp_path):
+    from raysight.job.graph_spec import parse_graph_spec
+    from raysight.job.pipeline import AnalysisJob
+    from raysight.service import manager as mgr
+
+    data = tmp_path / "t.csv"
+    data.write_text("k,v\na,1\nb,2\n")
+    name = f"metered-{uuid.uuid4().hex[:8]}"
+    client = mgr.start_manager(str(tmp_path / "runs"), 2, name)
+    try:
+        spec = parse_graph_spec({"version": 1, "user_id": "vip_metered",
+                                 "source": {"type": "file", "path": str(data)},
+                                 "analysis": {"type": "descriptive"}})
+        job_id = client.submit(AnalysisJob(spec, run_dir=tmp_path / "runs"))
+        assert client.wait(job_id, timeout_s=60, poll_s=0.2)["state"] == "COMPLETED"
+        mine = {"manager": name}
+        expected = {("ray_raysight_jobs_submitted_total", "user", "vip_metered"): 1.0,
+                    ("ray_raysight_jobs_finished_total", "state", "COMPLETED"): 1.0,
+                    ("ray_raysight_job_wait_seconds_count", "", ""): 1.0,
+                    ("ray_raysight_job_run_seconds_count", "", ""): 1.0}
+
+        def seen(samples: list[Sample]) -> dict:
+            return {key: value(samples, key[0], **mine, **({key[1]: key[2]} if key[1] else {}))
+                    for key in expected}
+
+        samples = wait_for_samples(lambda s: seen(s) == expected)
+        assert seen(samples) == expected
+        assert value(samples, "ray_raysight_queue_length", **mine) == 0
+    finally:
+        ray.kill(client.handle, no_restart=True)
+
+
 def _dashboard_exprs() -> list[tuple[str, str]]:
     dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     return [(panel["title"], target["expr"]) for panel in dashboard["panels"]
