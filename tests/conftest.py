@@ -29,6 +29,17 @@ def ray_session():
     yield ray
 
 
+@pytest.fixture(scope="session")
+def cluster_head():
+    """A token-auth `ray start --head` node shared by the slow tests (see head_node.py)."""
+    from head_node import head_node
+
+    with head_node() as head:
+        if head is None:
+            pytest.skip("a `ray start --head` node with token authentication did not come up")
+        yield head
+
+
 def service_available(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):

@@ -4,9 +4,6 @@ itself counts them, the job manager's statistics when one runs, one-line errors 
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -18,7 +15,6 @@ import pytest
 import ray
 from ray_client import ray_client_server
 from test_connect import free_port
-from test_submit import _clean_env, _stop
 
 from raysight.cli import main
 from raysight.service.cluster_status import (
@@ -213,44 +209,21 @@ def test_cluster_through_ray_client_reports_the_same_cluster():
 
 
 @pytest.mark.slow
-def test_cluster_on_a_token_auth_head_shows_its_custom_resources_and_labels():
-    """A head node of this test's own (token authentication, a custom resource, a label),
-    stopped through its own process group."""
-    short = Path(tempfile.mkdtemp(prefix="rs-cst-", dir="/tmp"))  # Ray's socket path limit
-    port, token = free_port(), secrets.token_hex(32)
-    env = {**_clean_env(), "HOME": str(short), "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": token}
-    ports = [f"--{name}={free_port()}" for name in (
-        "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
-        "runtime-env-agent-port", "node-manager-port", "object-manager-port")]
-    head = subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head", "--block",
-         f"--port={port}", f"--temp-dir={short / 'ray'}", "--num-cpus=1",
-         '--resources={"high_memory": 2}', "--labels=zone=eu-1", "--include-dashboard=false",
-         *ports, f"--min-worker-port={23000 + port % 1000 * 20}",
-         f"--max-worker-port={23000 + port % 1000 * 20 + 19}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+def test_cluster_on_a_token_auth_head_shows_its_custom_resources_and_labels(cluster_head):
+    """The session's head node (tests/head_node.py: token authentication, custom resources,
+    a label)."""
+    env = cluster_head["env"]
     command = [sys.executable, "-m", "raysight", "cluster", "--json",
-               "--address", f"127.0.0.1:{port}"]
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            done = subprocess.run(command, env=env, capture_output=True, text=True,
-                                  timeout=90)
-            if done.returncode == 0 or time.monotonic() > deadline or head.poll() is not None:
-                break
-            time.sleep(1)
-        assert done.returncode == 0, done.stdout + done.stderr
-        (node,) = json.loads(done.stdout)["nodes"]
-        assert node["custom_resources"] == {"high_memory": 2.0}
-        assert node["labels"]["zone"] == "eu-1"
-        assert node["cpu"] == 1 and node["running_tasks"] == 0
-        refused = subprocess.run(command, env={**env, "RAY_AUTH_TOKEN": "0" * 64},
-                                 capture_output=True, text=True, timeout=90)
-        assert refused.returncode == 2 and "token" in refused.stderr
-    finally:
-        _stop(head)
-        shutil.rmtree(short, ignore_errors=True)
+               "--address", cluster_head["gcs"]]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (node,) = json.loads(done.stdout)["nodes"]
+    assert node["custom_resources"] == {"high_memory": 2.0, "time_series": 1.0}
+    assert node["labels"]["zone"] == "eu-1"
+    assert node["cpu"] == 2
+    refused = subprocess.run(command, env={**env, "RAY_AUTH_TOKEN": "0" * 64},
+                             capture_output=True, text=True, timeout=90)
+    assert refused.returncode == 2 and "token" in refused.stderr
 
 
 def test_a_dead_node_and_a_gpu_node_read_as_such():

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import pytest
@@ -412,45 +411,10 @@ def test_check_resources_reports_the_plan_as_a_job_routed_event(ray_session, tmp
 
 
 @pytest.fixture(scope="module")
-def capable_head():
-    """A `ray start --head` node of this module's own that advertises ``time_series`` and
-    ``high_memory`` (ports, temp dir, HOME and token of its own), stopped through its own
-    process group. Skips when it cannot start."""
-    import secrets
-    import shutil
-    import subprocess
-    import tempfile
-
-    from test_connect import free_port
-    from test_submit import VENV_BIN, _clean_env, _jobs_api_up, _stop
-
-    short = Path(tempfile.mkdtemp(prefix="rs-route-", dir="/tmp"))  # Ray's socket path limit
-    port, dashboard = free_port(), free_port()
-    token = secrets.token_hex(32)
-    (short / "home").mkdir()
-    env = {**_clean_env(), "HOME": str(short / "home"), "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": token,
-           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen(
-        [os.path.join(VENV_BIN, "ray"), "start", "--head", "--block", f"--port={port}",
-         f"--temp-dir={short / 'ray'}", "--num-cpus=2",
-         '--resources={"time_series": 1, "high_memory": 1}',
-         "--include-dashboard=true", "--dashboard-host=127.0.0.1",
-         f"--dashboard-port={dashboard}", f"--dashboard-agent-listen-port={free_port()}",
-         f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-         f"--runtime-env-agent-port={free_port()}", f"--ray-client-server-port={free_port()}",
-         f"--min-worker-port={22000 + port % 1000 * 20}",
-         f"--max-worker-port={22000 + port % 1000 * 20 + 19}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{dashboard}"
-    try:
-        if not _jobs_api_up(url, token, proc, timeout_s=120):
-            pytest.skip("a `ray start --head` node with custom resources did not come up")
-        yield {"address": f"127.0.0.1:{port}", "url": url, "root": short,
-               "env": {**env, "HOME": str(short / "home")}}
-    finally:
-        _stop(proc)
-        shutil.rmtree(short, ignore_errors=True)
+def capable_head(cluster_head):
+    """The session's head node (tests/head_node.py), which advertises ``time_series: 1`` and
+    ``high_memory: 2``."""
+    return {**cluster_head, "address": cluster_head["gcs"]}
 
 
 def run_on(head: dict, tmp_path: Path, job_id: str, **spec) -> tuple[int, str, Path]:
@@ -501,9 +465,9 @@ def test_more_of_a_custom_resource_than_any_node_has_fails_at_once_with_exit_sta
         capable_head, tmp_path):
     code, output, job_dir = run_on(
         capable_head, tmp_path, "too-much", analysis=TIME_SERIES,
-        resources={"analyze": {"resources": {"high_memory": 2}}})
+        resources={"analyze": {"resources": {"high_memory": 3}}})
     assert code == 2 and "Traceback" not in output
     (line,) = [x for x in output.splitlines() if x.startswith("error")]
-    assert line.endswith("step 'analysis/analyze' needs high_memory=2 per task, but the Ray "
-                         "cluster's only node has 1")
+    assert line.endswith("step 'analysis/analyze' needs high_memory=3 per task, but the Ray "
+                         "cluster's only node has 2")
     assert json.loads((job_dir / "result.json").read_text())["state"] == "FAILED"

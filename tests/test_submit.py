@@ -4,103 +4,30 @@ outlives Ray's package folder, the same spec runs twice, a long job is cancelled
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import secrets
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import EXAMPLES
-from test_connect import free_port
+from head_node import clean_env as _clean_env
+from head_node import free_port
 
 pytestmark = pytest.mark.slow
 
 VENV_BIN = os.path.dirname(sys.executable)
 
 
-def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE",
-                         "RAY_AUTH_TOKEN", "RAYSIGHT_RUN_DIR")}
-
-
 @pytest.fixture(scope="module")
-def head():
-    """A `ray start --head` node of this module's own (ports, temp dir, HOME and token), its
-    `python` this virtual environment's; stopped through its own process group, which leaves
-    every other Ray instance on the machine alone. Skips when it cannot start."""
-    short = Path(tempfile.mkdtemp(prefix="rs-sub-", dir="/tmp"))  # Ray's socket path limit
-    port, dashboard = free_port(), free_port()
-    token = secrets.token_hex(32)
-    home = short / "head-home"
-    home.mkdir()
-    env = {**_clean_env(), "HOME": str(home), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
-           "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.Popen(
-        [os.path.join(VENV_BIN, "ray"), "start", "--head", "--block", f"--port={port}",
-         f"--temp-dir={short / 'ray'}", "--num-cpus=2", "--include-dashboard=true",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-         f"--dashboard-agent-listen-port={free_port()}",
-         f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-         f"--runtime-env-agent-port={free_port()}", f"--ray-client-server-port={free_port()}",
-         f"--min-worker-port={21000 + port % 1000 * 20}",
-         f"--max-worker-port={21000 + port % 1000 * 20 + 19}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{dashboard}"
-    try:
-        if not _jobs_api_up(url, token, proc, timeout_s=120):
-            pytest.skip("a `ray start --head` node with token authentication did not come up")
-        yield {"url": url, "token": token, "home": home, "temp_dir": short / "ray",
-               "gcs": f"127.0.0.1:{port}",
-               "client": _client_env(short, token)}
-    finally:
-        _stop(proc)
-        shutil.rmtree(short, ignore_errors=True)
-
-
-def _jobs_api_up(url: str, token: str, proc: subprocess.Popen, timeout_s: float) -> bool:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        request = urllib.request.Request(f"{url}/api/version",
-                                         headers={"Authorization": f"Bearer {token}"})
-        with contextlib.suppress(OSError):
-            with urllib.request.urlopen(request, timeout=2) as response:
-                if response.status == 200:
-                    return True
-        time.sleep(0.5)
-    return False
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    time.sleep(1)
-    with contextlib.suppress(ProcessLookupError):  # ray start's children share its group
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _client_env(short: Path, token: str) -> dict[str, str]:
-    home = short / "client-home"  # the wheel cache is built once for the module
-    home.mkdir()
-    return {**_clean_env(), "HOME": str(home), "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": token}
+def head(cluster_head):
+    """The session's head node (tests/head_node.py), clients run with its ``client`` env."""
+    return {**cluster_head, "client": cluster_head["env"]}
 
 
 def raysight(head, *argv: str, cwd: Path, env: dict[str, str] | None = None,
@@ -382,7 +309,7 @@ def test_a_jobs_api_job_and_a_cli_run_go_through_the_clusters_job_manager(head, 
     gcs = head["gcs"]
     runs = tmp_path / "managed-runs"
     proc = raysight(head, "manager", "start", "--address", gcs, "--run-dir", str(runs),
-                    "--max-concurrent", "2", cwd=tmp_path)
+                    "--max-concurrent", "2", "--ship-raysight", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "at most 2 jobs at once" in proc.stdout
     try:
