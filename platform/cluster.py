@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from raysight.errors import InputError
 
@@ -47,14 +48,15 @@ class ConnectError(InputError):
 
 
 def connect(address: str | None = None, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
-            log_level: str = "WARNING") -> None:
+            log_level: str = "WARNING", runtime_env: dict[str, Any] | None = None) -> None:
     """Connect this process to Ray: its own local instance, or the cluster at ``address``.
 
     ``address`` None (and no ``RAY_ADDRESS``) or ``"local"`` starts an embedded local
     instance; ``"auto"`` asks Ray to find a running cluster on this machine; anything else is a
     cluster address. Meant for command-line entry points: a ``ray.init`` that hangs cannot be
     interrupted, so when the cluster gives no answer within ``timeout_s`` this prints the
-    reason to stderr and ends the process with status 2.
+    reason to stderr and ends the process with status 2. ``runtime_env`` is this driver's job
+    runtime environment on a cluster (what detached actors it starts inherit).
     """
     import ray
 
@@ -72,7 +74,8 @@ def connect(address: str | None = None, timeout_s: float = DEFAULT_CONNECT_TIMEO
         _probe(address, min(timeout_s, 5.0))
     with _captured_stderr() as captured, _deadline(address, timeout_s, captured):
         try:
-            ray.init(address=address, logging_level=ray_level, log_to_driver=False)
+            ray.init(address=address, logging_level=ray_level, log_to_driver=False,
+                     runtime_env=runtime_env)
         except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError...
             raise ConnectError(_failure(address, captured.read(), exc), address=address) \
                 from None

@@ -831,15 +831,19 @@ def start_manager(run_dir: str, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
                   name: str = MANAGER_NAME, ship_raysight: bool = False) -> ManagerClient:
     """The cluster's job manager ``name``, started (detached, restarted by Ray when its
     process dies) unless it already runs; a manager that runs keeps its own settings.
-    ``ship_raysight`` carries this raysight to the cluster in the manager's runtime
-    environment (as ``raysight submit`` does), which its jobs' drivers inherit."""
+    ``ship_raysight`` gives the manager the ``py_modules`` this driver connected with
+    (``raysight_py_modules()``, as ``raysight submit`` ships them), which its jobs' drivers
+    inherit: a cluster without raysight installed runs this one."""
     import ray
 
     options: dict[str, Any] = {}
-    if ship_raysight:
-        from raysight.service.runtime_env import raysight_py_modules
-
-        options["runtime_env"] = {"py_modules": raysight_py_modules()}
+    if ship_raysight:  # Ray uploads local folders only for a job: the manager inherits it
+        shipped = ray.get_runtime_context().runtime_env.get("py_modules")
+        if not shipped:
+            raise ManagerError("ship_raysight needs this driver connected with raysight in "
+                               "its runtime environment: ray.init(address, runtime_env="
+                               "{'py_modules': raysight_py_modules()})")
+        options["runtime_env"] = {"py_modules": shipped}
     actor = ray.remote(JobManager).options(
         name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000, **options)

@@ -67,7 +67,13 @@ def manager_command(args: argparse.Namespace) -> int:
     if not (args.address or os.environ.get("RAY_ADDRESS")):
         raise InputError("the job manager lives on a Ray cluster: give its --address (or "
                          "RAY_ADDRESS); an embedded local Ray would end with this command")
-    connect(args.address, timeout_s=args.connect_timeout, log_level=args.log_level)
+    runtime_env = None
+    if getattr(args, "ship_raysight", False):
+        from raysight.service.runtime_env import raysight_py_modules
+
+        runtime_env = {"py_modules": raysight_py_modules()}
+    connect(args.address, timeout_s=args.connect_timeout, log_level=args.log_level,
+            runtime_env=runtime_env)
     if args.action == "start":
         from raysight.service.jobs_api import default_run_dir
 
