@@ -25,24 +25,26 @@ def client_address(ray_session):
 
 
 def test_a_ray_client_runs_step_metrics_reach_the_clusters_endpoint(client_address, tmp_path):
-    job_id = f"client-{uuid.uuid4().hex[:8]}"
+    node = f"client_{uuid.uuid4().hex[:8]}"  # its step names are this run's own
     driver = textwrap.dedent(f"""
         import ray
         from raysight.job.pipeline import AnalysisJob
-        from raysight.job.spec import parse_spec
+        from raysight.job.graph_spec import parse_graph_spec
 
         ray.init({client_address!r}, logging_level="ERROR")
-        spec = parse_spec({{
-            "job_id": {job_id!r},
-            "source": {{"type": "file", "path": {str(EXAMPLES / "data" / "sales.csv")!r}}},
-            "analysis": {{"type": "aggregation", "group_by": ["region"],
-                          "metrics": [{{"function": "count"}}]}}}})
+        spec = parse_graph_spec({{
+            "version": 2,
+            "sources": {{"sales": {{"type": "file",
+                                   "path": {str(EXAMPLES / "data" / "sales.csv")!r}}}}},
+            "analyses": {{{node!r}: {{"from": "sales", "type": "aggregation",
+                                     "group_by": ["region"],
+                                     "metrics": [{{"function": "count"}}]}}}}}})
         print(AnalysisJob(spec, run_dir={str(tmp_path)!r}).run().state)
     """)
     done = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and "COMPLETED" in done.stdout, done.stdout + done.stderr
-    mine = {"job_id": job_id, "step": "analysis/analyze"}
+    mine = {"step": f"{node}/analyze"}
     expected = {"ray_raysight_steps_started_total": 1, "ray_raysight_steps_succeeded_total": 1,
                 "ray_raysight_step_duration_seconds_count": 1}
     # Ray's metrics agent may show one metric an export before another: wait for them all
@@ -64,7 +66,7 @@ def test_a_client_driver_sends_one_batch_per_finished_step(monkeypatch):
     observer.on_event(Event("node_event", "j1", step))
     assert sent == []
     observer.on_event(Event("step_succeeded", "j1", step, {"duration_s": 0.5, "rows": 7}))
-    tags = {"job_id": "j1", "step": step}
+    tags = {"step": step}
     assert sent == [[("step_started", 1.0, tags), ("task_retry", 1.0, tags),
                      ("step_succeeded", 1.0, tags), ("duration", 0.5, tags),
                      ("rows", 7.0, tags)]]
@@ -99,4 +101,4 @@ def test_a_driver_with_its_own_core_worker_records_in_process(monkeypatch):
     monkeypatch.setattr(observability._Forwarder, "send", classmethod(
         lambda cls, batch, wait_s=0: pytest.fail("a driver with a core worker forwarded")))
     MetricsObserver().on_event(Event("step_started", "j2", "load"))
-    assert recorded == [[("step_started", 1.0, {"job_id": "j2", "step": "load"})]]
+    assert recorded == [[("step_started", 1.0, {"step": "load"})]]

@@ -62,18 +62,29 @@ def test_the_audit_log_records_who_did_what(tmp_path):
 
 
 def test_step_metrics_reach_rays_prometheus_endpoint(tmp_path):
-    AnalysisJob(spec(job_id="metered"), run_dir=tmp_path).run()
+    import uuid
+
+    from raysight.job.graph_spec import parse_graph_spec
+
+    node = f"metered_{uuid.uuid4().hex[:8]}"  # step names of this run's own
+    AnalysisJob(parse_graph_spec({
+        "version": 2,
+        "sources": {"sales": {"type": "file", "path": str(EXAMPLES / "data" / "sales.csv")}},
+        "analyses": {node: {"from": "sales", "type": "aggregation", "group_by": ["region"],
+                            "metrics": [{"function": "count"}]}}}), run_dir=tmp_path).run()
     port = ray._private.worker.global_worker.node.metrics_export_port
     deadline = time.monotonic() + 60
     text = ""
     while time.monotonic() < deadline:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             text = resp.read().decode()
-        if 'raysight_steps_succeeded' in text and 'job_id="metered"' in text:
+        if f'step="{node}/analyze"' in text:
             break
         time.sleep(1.0)
     # Ray prefixes application metrics with ray_ and suffixes counters with _total
     lines = [x for x in text.splitlines() if x.startswith("ray_raysight_steps_succeeded_total")
-             and 'job_id="metered"' in x]
+             and f'step="{node}/analyze"' in x]
     assert lines, "raysight step metrics did not appear on the metrics endpoint"
-    assert any('step="analysis/analyze"' in x for x in lines)
+    assert float(lines[0].rsplit(" ", 1)[1]) == 1.0
+    assert not any("job_id=" in x for x in text.splitlines()
+                   if x.startswith("ray_raysight_steps"))  # bounded series: no job ids

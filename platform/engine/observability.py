@@ -25,7 +25,10 @@ from raysight.engine.events import Event
 
 log = logging.getLogger(__name__)
 
-_TAGS = ("job_id", "step")
+#: step metrics are counted per step name, never per job: a tag of unbounded values (a job id
+#: per run) makes a long-lived process's series grow without end, and Ray exports only the
+#: first few thousand series of a metric (the events and result.json are per job)
+_TAGS = ("step",)
 _DURATION_BOUNDARIES = [0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800]
 #: the actor that records a Ray Client driver's metrics on the cluster (one per cluster)
 FORWARDER_NAME, FORWARDER_NAMESPACE = "raysight_metrics", "raysight"
@@ -93,7 +96,7 @@ class MetricsObserver:
 
 def metric_records(event: Event) -> list[Record]:
     """What one event adds to the step metrics."""
-    tags = {"job_id": event.job_id, "step": event.step or ""}
+    tags = {"step": event.step or ""}
     records: list[Record] = []
     if event.event_type in _COUNTED:
         records.append((event.event_type, 1.0, tags))
