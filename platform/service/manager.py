@@ -11,9 +11,9 @@ carries on with every job it had accepted::
     raysight run job.yaml --address HOST:6379   # queued in the manager while one runs
     raysight manager list --address HOST:6379
 
-Each job's driver runs as a Ray task (no CPU of its own: its steps are the Ray tasks that
-work) started by the manager, so the drivers share fate with it: when the manager's process
-dies, its running jobs stop, and the restarted manager requeues them to resume from their
+Each job's driver runs in a thread of one actor of the manager's (no CPU of its own: its
+steps are the Ray tasks that work), so the drivers share fate with it: when the manager's
+process dies, its running jobs stop, and the restarted manager requeues them to resume from their
 checkpoints. A job's record goes through the design's ``ScheduleState`` machine: PENDING
 (waiting), QUEUED (dispatched, its driver not yet started), RUNNING, then COMPLETED, FAILED or
 CANCELED; PAUSED holds a job back until ``resume``.
@@ -38,6 +38,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
@@ -209,6 +210,7 @@ class JobManager:
         self._ended: dict[str, asyncio.Event] = {}
         self._wake: asyncio.Event | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self._host: Any = None
         self._metrics = _manager_metrics(name)
         self._recovered = self._recover()
         self._dispatched = max((r.dispatch_order or 0 for r in self.jobs.values()), default=0)
@@ -345,22 +347,43 @@ class JobManager:
         if self._metrics is not None:
             self._metrics.started(now - record.created_at)
         me = ray.get_runtime_context().current_actor
-        ref = _drive_task().options(name=f"{record.job_id}/driver").remote(
+        ref = self._driver_host().drive.options(name=f"{record.job_id}/driver").remote(
             record.spec, record.run_root, record.job_id, record.resume, record.connections,
             me, len(record.runs))
         self._refs[record.job_id] = ref
         self._directives[record.job_id] = asyncio.get_running_loop().create_future()
         self.store.save(record)
-        asyncio.get_running_loop().create_task(self._watch(record.job_id, ref))
+        asyncio.get_running_loop().create_task(self._watch(record.job_id, ref,
+                                                           len(record.runs)))
 
-    async def _watch(self, job_id: str, ref: Any) -> None:
+    def _driver_host(self) -> Any:
+        """The actor whose threads drive the jobs: one process for all the manager's drivers
+        (they mostly wait on Ray), started once and made again when it dies. It belongs to
+        the manager, so it dies with it."""
+        import ray
+
+        if self._host is None:
+            self._host = ray.remote(DriverHost).options(
+                num_cpus=0, max_concurrency=max(16, 2 * self.max_concurrent),
+                name=f"{self.name}/drivers-{uuid.uuid4().hex[:8]}",
+                namespace=NAMESPACE).remote()
+        return self._host
+
+    async def _watch(self, job_id: str, ref: Any, run: int) -> None:
+        import ray
+
         record = self.jobs[job_id]
         try:
             outcome: dict[str, Any] = await ref
-        except Exception as exc:  # the driver died: a lost node, a killed worker
+        except Exception as exc:  # the driver died: a lost node, its host killed
+            if isinstance(exc, ray.exceptions.RayActorError):
+                self._host = None  # the next dispatch starts another host
             outcome = {"state": None, "error": f"the job's driver died: {_first_line(exc)}"}
         finally:
-            self._refs.pop(job_id, None)
+            if self._refs.get(job_id) is ref:
+                self._refs.pop(job_id, None)
+        if len(record.runs) != run or record.state in TERMINAL:
+            return  # a run the manager gave up on (see _kill)
         record.runs[-1][1] = time.time()
         directive = self._directives.pop(job_id, None)
         if directive is not None and not directive.done():
@@ -428,11 +451,20 @@ class JobManager:
     def _kill(self, job_id: str, run: int) -> None:
         import ray
 
-        record, ref = self.jobs[job_id], self._refs.get(job_id)
+        record, ref = self.jobs[job_id], self._refs.pop(job_id, None)
         if ref is not None and len(record.runs) == run and record.state in ACTIVE:
-            log.warning("job manager: job %s did not stop in %.0f s; killing its driver",
+            # a driver thread cannot be killed alone (its host drives other jobs): the job
+            # ends here and whatever its thread still does is ignored
+            log.warning("job manager: job %s did not stop in %.0f s; abandoning its driver",
                         job_id, CANCEL_GRACE_S)
-            ray.cancel(ref, force=True)
+            ray.cancel(ref)
+            record.runs[-1][1] = time.time()
+            directive = self._directives.pop(job_id, None)
+            if directive is not None and not directive.done():
+                directive.set_result({"action": "none"})
+            self._end(record, "CANCELED", f"its driver did not stop within "
+                                          f"{CANCEL_GRACE_S:g} s of the cancel")
+            self._poke()
 
     def _report_queue(self) -> None:
         if self._metrics is None:
@@ -723,18 +755,14 @@ def drive(spec: dict[str, Any], run_root: str, job_id: str, resume: bool,
     return {"state": result.state, "error": _first_error(result.errors)}
 
 
-_DRIVE: Any = None
+class DriverHost:
+    """The process whose threads run the manager's job drivers (:func:`drive`): no CPU of
+    its own, since a job's steps are the Ray tasks that work; started once, so a job does not
+    pay for a new worker process and its imports. Ray never retries a driver: the manager
+    resumes it from its checkpoints instead."""
 
-
-def _drive_task() -> Any:
-    global _DRIVE
-    if _DRIVE is None:
-        import ray
-
-        # no CPU of its own: the job's steps are the tasks that work; Ray never retries a
-        # driver (the manager resumes it from its checkpoints instead)
-        _DRIVE = ray.remote(num_cpus=0, max_retries=0)(drive)
-    return _DRIVE
+    def drive(self, *args: Any) -> dict[str, Any]:
+        return drive(*args)
 
 
 # ---------------------------------------------------------------------------------------------
