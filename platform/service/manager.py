@@ -36,160 +36,36 @@ import datetime as dt
 import json
 import logging
 import os
-import threading
 import time
 import uuid
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, fields
-from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from raysight.errors import InputError
+from raysight.service.driver import DriverHost, drive
+from raysight.service.schedule import (
+    ACTIVE,
+    CANCEL_GRACE_S,
+    CUSTOM_BONUS,
+    DEFAULT_MAX_CONCURRENT,
+    MANAGER_NAME,
+    MAX_PREEMPTIONS,
+    MAX_RETRIES,
+    NAMESPACE,
+    TERMINAL,
+    TICK_S,
+    TYPE_BONUS,
+    JobRecord,
+    RecordStore,
+    ScheduleState,
+    first_error,
+    join_path,
+    priority_of,
+    should_preempt,
+    type_bonus,
+)
 
 log = logging.getLogger(__name__)
-
-MANAGER_NAME = "raysight_job_manager"
-NAMESPACE = "raysight"
-DEFAULT_MAX_CONCURRENT = 20
-#: a running job's driver that has not stopped this long after a cancel is killed
-CANCEL_GRACE_S = 30.0
-#: how often the dispatcher looks again without being woken (aging, retry delays)
-TICK_S = 1.0
-#: how many times a job whose driver died (node lost, manager restarted) is resumed
-MAX_RETRIES = 3
-#: how many times one job may be preempted (no livelock between two urgent jobs)
-MAX_PREEMPTIONS = 3
-
-#: the design's bonus per kind of analysis (Descriptive 0, Aggregation 5, TimeSeries 10,
-#: MachineLearning 15, Custom 5); raysight's kernels by the design's kind they belong to
-TYPE_BONUS = {"descriptive": 0, "correlation_matrix": 0, "outlier_detection": 0,
-              "aggregation": 5, "text_frequency": 5, "time_series": 10,
-              "machine_learning": 15}
-CUSTOM_BONUS = 5
-PREEMPT_AT, PREEMPTIBLE_BELOW, PREEMPT_MARGIN, PREEMPT_WITHIN_S = 80, 30, 30, 300.0
-
-
-class ScheduleState(StrEnum):
-    PENDING = "PENDING"
-    QUEUED = "QUEUED"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELED = "CANCELED"
-    PAUSED = "PAUSED"
-
-
-TERMINAL = (ScheduleState.COMPLETED, ScheduleState.FAILED, ScheduleState.CANCELED)
-ACTIVE = (ScheduleState.QUEUED, ScheduleState.RUNNING)
-
-
-def type_bonus(analysis_types: Iterable[str]) -> int:
-    """The bonus of a job's kinds of analysis: the largest of its analyses' bonuses."""
-    return max((TYPE_BONUS.get(t, CUSTOM_BONUS) for t in analysis_types), default=0)
-
-
-def priority_of(base: int, user_id: str, waited_s: float, bonus: int) -> int:
-    """The design's priority: base + 20 for a ``vip_`` user + one per whole minute waited
-    (at most 10) + the analysis bonus, capped at 100."""
-    vip = 20 if user_id.startswith("vip_") else 0
-    return min(100, base + vip + min(10, int(waited_s // 60)) + bonus)
-
-
-def should_preempt(running_priority: int, waiting_priority: int, running_s: float) -> bool:
-    """The design's rule: a waiting job of 80 or more preempts a running one of 30 or less
-    that it outranks by 30 or more and that started less than 5 minutes ago."""
-    return (waiting_priority >= PREEMPT_AT and running_priority <= PREEMPTIBLE_BELOW
-            and waiting_priority >= running_priority + PREEMPT_MARGIN
-            and running_s < PREEMPT_WITHIN_S)
-
-
-@dataclass
-class JobRecord:
-    """One job of the manager (the design's ``ScheduleItem``), as persisted."""
-
-    job_id: str
-    seq: int
-    spec: dict[str, Any]
-    user_id: str
-    base_priority: int
-    bonus: int
-    run_root: str
-    connections: str | None = None
-    submitter: str | None = None
-    state: str = ScheduleState.PENDING
-    #: the priority the job had at the last dispatch
-    priority: int = 0
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    completed_at: float | None = None
-    #: the job's own end state (COMPLETED_WITH_ERRORS is COMPLETED here) and first error
-    job_state: str | None = None
-    error: str | None = None
-    #: the job's place in the order the manager dispatched jobs (first dispatch)
-    dispatch_order: int | None = None
-    #: each run of the job's driver: [dispatched, ended]
-    runs: list[list[float | None]] = field(default_factory=list)
-    resume: bool = False
-    retry_count: int = 0
-    next_retry_at: float = 0.0
-    preempted: bool = False
-    preempt_count: int = 0
-    preempted_workflow: str | None = None
-    #: what was asked of the running job: cancel, pause or preempt (None: nothing)
-    stopping: str | None = None
-    stop_reason: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> JobRecord:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def public(self) -> dict[str, Any]:
-        """The record as clients see it (without the spec)."""
-        data = asdict(self)
-        del data["spec"]
-        data["job_dir"] = _join(self.run_root, self.job_id)
-        return data
-
-
-class RecordStore:
-    """One JSON file per job under ``<run root>/.manager/<name>/jobs/``, on any fsspec
-    filesystem; a record appears whole or not at all."""
-
-    def __init__(self, run_root: str, name: str) -> None:
-        import fsspec
-
-        self.fs, root = fsspec.core.url_to_fs(run_root)
-        self.root = f"{root.rstrip('/')}/.manager/{name}/jobs"
-        self.fs.makedirs(self.root, exist_ok=True)
-        self.local = "file" in _protocols(self.fs)
-
-    def save(self, record: JobRecord) -> None:
-        path = f"{self.root}/{record.job_id}.json"
-        data = json.dumps(asdict(record), ensure_ascii=False).encode()
-        if self.local:  # rename: a reader never sees half a record
-            tmp = f"{self.root}/.{record.job_id}.json.tmp"
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        else:  # an object store's put is atomic
-            self.fs.pipe_file(path, data)
-
-    def load(self) -> list[JobRecord]:
-        records = []
-        for path in self.fs.glob(f"{self.root}/*.json"):
-            try:
-                records.append(JobRecord.from_dict(json.loads(self.fs.cat_file(path))))
-            except (ValueError, TypeError, OSError) as err:
-                log.error("job manager: unreadable record %s skipped: %s", path, err)
-        return sorted(records, key=lambda r: r.seq)
-
-
-def _protocols(fs: Any) -> tuple[str, ...]:
-    protocol = fs.protocol
-    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 class JobManager:
@@ -250,11 +126,11 @@ class JobManager:
         from raysight.job import remote_run
         from raysight.job.rundir import driver_alive
 
-        job_dir = _join(record.run_root, record.job_id)
-        if not remote_run.is_url(job_dir) and driver_alive(_path(job_dir)):
+        job_dir = join_path(record.run_root, record.job_id)
+        if not remote_run.is_url(job_dir) and driver_alive(Path(job_dir)):
             return False
         try:
-            text = remote_run.read_text(_join(job_dir, "result.json"))
+            text = remote_run.read_text(join_path(job_dir, "result.json"))
             result = json.loads(text) if text is not None else None
         except (OSError, ValueError):
             return False
@@ -264,7 +140,7 @@ class JobManager:
         finished = dt.datetime.fromisoformat(result["finished_at"]).timestamp()
         if finished < (dispatched or 0) or result["state"] == "CANCELED":
             return False  # an earlier run's result (preempted, paused), or a stopped run
-        self._end(record, result["state"], _first_error(result.get("errors")))
+        self._end(record, result["state"], first_error(result.get("errors")))
         return True
 
     # -- the dispatcher ----------------------------------------------------------------------
@@ -509,10 +385,10 @@ class JobManager:
         from raysight.job import remote_run
 
         root = run_root or self.run_root
-        taken = (remote_run.exists(_join(root, job_id)) if remote_run.is_url(root)
-                 else os.path.exists(_join(root, job_id)))
+        taken = (remote_run.exists(join_path(root, job_id)) if remote_run.is_url(root)
+                 else os.path.exists(join_path(root, job_id)))
         if taken:
-            return {"error": f"run directory {_join(root, job_id)} already exists; "
+            return {"error": f"run directory {join_path(root, job_id)} already exists; "
                              "choose another job_id or --run-dir"}
         try:
             parsed = parse_graph_spec(spec, f"job {job_id}", connections)
@@ -536,7 +412,7 @@ class JobManager:
         self._ensure_loop()
         record = self.jobs.get(job_id)
         if record is None:
-            return {"error": f"job {job_id} not found in the job manager {self.name}"}
+            return self._missing(job_id)
         return record.public()
 
     async def wait(self, job_id: str, timeout_s: float | None = None) -> dict[str, Any]:
@@ -544,7 +420,7 @@ class JobManager:
         self._ensure_loop()
         record = self.jobs.get(job_id)
         if record is None:
-            return {"error": f"job {job_id} not found in the job manager {self.name}"}
+            return self._missing(job_id)
         if record.state not in TERMINAL:
             ended = self._ended.setdefault(job_id, asyncio.Event())
             with contextlib.suppress(TimeoutError):
@@ -557,7 +433,7 @@ class JobManager:
         self._ensure_loop()
         record = self.jobs.get(job_id)
         if record is None:
-            return {"error": f"job {job_id} not found in the job manager {self.name}"}
+            return self._missing(job_id)
         if record.state in TERMINAL:
             return {"error": f"cannot cancel job {job_id}: it has already ended "
                              f"({record.state})"}
@@ -575,7 +451,7 @@ class JobManager:
         self._ensure_loop()
         record = self.jobs.get(job_id)
         if record is None:
-            return {"error": f"job {job_id} not found in the job manager {self.name}"}
+            return self._missing(job_id)
         if record.state == ScheduleState.PENDING:
             record.state = ScheduleState.PAUSED
             self.store.save(record)
@@ -591,7 +467,7 @@ class JobManager:
         self._ensure_loop()
         record = self.jobs.get(job_id)
         if record is None:
-            return {"error": f"job {job_id} not found in the job manager {self.name}"}
+            return self._missing(job_id)
         if record.state != ScheduleState.PAUSED:
             return {"error": f"cannot resume job {job_id} in state {record.state} "
                              "(only a paused job resumes)"}
@@ -635,6 +511,9 @@ class JobManager:
             "run_dir": self.run_root,
         }
 
+    def _missing(self, job_id: str) -> dict[str, Any]:
+        return {"error": f"job {job_id} not found in the job manager {self.name}"}
+
     async def ping(self) -> dict[str, Any]:
         """The manager's name and process (for tests and ``raysight cluster``)."""
         import ray
@@ -648,21 +527,12 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _join(root: str, name: str) -> str:
-    return f"{root.rstrip('/')}/{name}"
-
-
-def _path(job_dir: str) -> Any:
-    from pathlib import Path
-
-    return Path(job_dir)
-
 
 def _spec_written(record: JobRecord) -> bool:
     """True when a run of the job began (its spec.json is written): a resume can finish it."""
     from raysight.job import remote_run
 
-    spec_file = _join(_join(record.run_root, record.job_id), "spec.json")
+    spec_file = join_path(join_path(record.run_root, record.job_id), "spec.json")
     return remote_run.exists(spec_file) if remote_run.is_url(spec_file) \
         else os.path.exists(spec_file)
 
@@ -670,10 +540,6 @@ def _spec_written(record: JobRecord) -> bool:
 def _checkpointed(record: JobRecord) -> bool:
     """Only a job that checkpoints its steps can be preempted without losing work."""
     return bool(record.spec.get("execution", {}).get("checkpoint", True))
-
-
-def _first_error(errors: list[dict[str, Any]] | None) -> str | None:
-    return str(errors[0].get("message")) if errors else None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -693,285 +559,21 @@ def _manager_metrics(name: str) -> Any:
         return None
 
 
-# ---------------------------------------------------------------------------------------------
-# A job's driver
+# the client side, importable from here as before
+from raysight.service.manager_client import (  # noqa: E402
+    ManagerClient,
+    ManagerError,
+    connect_manager,
+    describe,
+    find_manager,
+    portable_spec,
+    start_manager,
+    stop_manager,
+    table,
+)
 
-
-def drive(spec: dict[str, Any], run_root: str, job_id: str, resume: bool,
-          connections: str | None, manager: Any, run: int) -> dict[str, Any]:
-    """Run one job to its end as the manager asked: the job's state and first error."""
-    import ray
-
-    from raysight.job import remote_run
-    from raysight.job.graph_spec import parse_graph_spec
-    from raysight.job.pipeline import AnalysisJob
-    from raysight.job.result import DONE_STATES
-    from raysight.job.rundir import driver_alive
-
-    job_dir = _join(run_root, job_id)
-    try:
-        if resume and not remote_run.is_url(job_dir):
-            deadline = time.monotonic() + 30  # a killed driver's lock is released soon
-            while driver_alive(_path(job_dir)) and time.monotonic() < deadline:
-                time.sleep(0.2)
-        if resume:
-            job = AnalysisJob.resume(job_id, run_root, connections=connections)
-        else:
-            job = AnalysisJob(parse_graph_spec(spec, f"job {job_id}", connections),
-                              run_dir=run_root, job_id=job_id)
-    except InputError as err:
-        previous = remote_run.read_text(_join(job_dir, "result.json")) if resume else None
-        state = json.loads(previous)["state"] if previous is not None else None
-        if state in DONE_STATES:  # it completed before the manager learned of it
-            return {"state": state, "error": None}
-        return {"state": "FAILED", "error": str(err)}
-    job.managed = True
-    ended = threading.Event()
-
-    def follow() -> None:  # the manager's directive, until the run ends
-        ref = manager.directive.remote(job_id, run)
-        while not ended.is_set():
-            ready, _ = ray.wait([ref], timeout=0.5)
-            if not ready:
-                continue
-            try:
-                answer = ray.get(ref)
-            except Exception:  # the manager is gone; the driver goes with it
-                return
-            if answer.get("action") in ("cancel", "drain"):
-                job.stop(answer.get("reason", "the job manager"),
-                         at_step_boundary=answer["action"] == "drain")
-            return
-
-    watcher = threading.Thread(target=follow, name=f"raysight-directive-{job_id}",
-                               daemon=True)
-    watcher.start()
-    try:
-        result = job.run()
-    except InputError as err:
-        return {"state": "FAILED", "error": str(err)}
-    finally:
-        ended.set()
-    return {"state": result.state, "error": _first_error(result.errors)}
-
-
-class DriverHost:
-    """The process whose threads run the manager's job drivers (:func:`drive`): no CPU of
-    its own, since a job's steps are the Ray tasks that work; started once, so a job does not
-    pay for a new worker process and its imports. Ray never retries a driver: the manager
-    resumes it from its checkpoints instead."""
-
-    def drive(self, *args: Any) -> dict[str, Any]:
-        return drive(*args)
-
-
-# ---------------------------------------------------------------------------------------------
-# Clients
-
-
-class ManagerError(InputError):
-    """The job manager refused a call (unknown job, a state that does not allow it)."""
-
-    category = "invalid_input"
-
-
-class ManagerClient:
-    """Calls to a running job manager from a driver, a notebook or the CLI::
-
-        manager = start_manager("/shared/runs", max_concurrent=4)
-        job_id = manager.submit(AnalysisJob(spec))
-        manager.wait(job_id)["state"]            # 'COMPLETED'
-        manager.result(job_id).analyses          # the job's JobResult
-    """
-
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        import ray
-
-        answer = ray.get(getattr(self.handle, method).remote(*args, **kwargs))
-        if isinstance(answer, dict) and "error" in answer and "job_id" not in answer:
-            raise ManagerError(answer["error"])
-        return answer
-
-    def submit(self, job: Any, run_dir: str | None = None, submitter: str | None = None,
-               connections: str | None = None) -> str:
-        """Queue an :class:`~raysight.job.pipeline.AnalysisJob` (its spec, with its sources'
-        paths made absolute); returns its job id. A job that no node of the
-        cluster could run is refused here (ResourceExhausted), not queued."""
-        from raysight.errors import ResourceExhausted
-
-        try:
-            job.check_resources()
-        except ResourceExhausted as err:
-            raise ManagerError(f"job {job.job_id} not queued: {err}", **err.details) from None
-        record = self._call("submit", portable_spec(job), job.job_id, run_dir,
-                            connections, submitter or _who())
-        return str(record["job_id"])
-
-    def status(self, job_id: str) -> dict[str, Any]:
-        return dict(self._call("status", job_id))
-
-    def wait(self, job_id: str, timeout_s: float | None = None,
-             poll_s: float = 2.0) -> dict[str, Any]:
-        """The job's record once it has ended (or at ``timeout_s``); waits in short calls so
-        that Ctrl-C reaches the caller."""
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while True:
-            left = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
-            record = dict(self._call("wait", job_id, max(0.0, left)))
-            if record["state"] in TERMINAL or (deadline is not None
-                                               and time.monotonic() >= deadline):
-                return record
-
-    def result(self, job_id: str, timeout_s: float | None = None) -> Any:
-        """The :class:`~raysight.job.result.JobResult` of an ended job (waits for it)."""
-        from raysight.job.remote_run import read_text
-        from raysight.job.result import JobResult
-
-        record = self.wait(job_id, timeout_s)
-        if record["state"] not in TERMINAL:
-            raise ManagerError(f"job {job_id} has not ended (state {record['state']})")
-        text = read_text(_join(record["job_dir"], "result.json"))
-        if text is None:
-            raise ManagerError(f"job {job_id} ended {record['state']} without a result "
-                               f"({record.get('error') or 'its driver never started'})")
-        return JobResult.from_dict(json.loads(text))
-
-    def cancel(self, job_id: str) -> dict[str, Any]:
-        return dict(self._call("cancel", job_id))
-
-    def pause(self, job_id: str) -> dict[str, Any]:
-        return dict(self._call("pause", job_id))
-
-    def resume(self, job_id: str) -> dict[str, Any]:
-        return dict(self._call("resume", job_id))
-
-    def list(self, states: Iterable[str] = ()) -> list[dict[str, Any]]:
-        return list(self._call("list", list(states) or None))
-
-    def stats(self) -> dict[str, Any]:
-        return dict(self._call("stats"))
-
-
-def start_manager(run_dir: str, max_concurrent: int = DEFAULT_MAX_CONCURRENT,
-                  name: str = MANAGER_NAME, ship_raysight: bool = False) -> ManagerClient:
-    """The cluster's job manager ``name``, started (detached, restarted by Ray when its
-    process dies) unless it already runs; a manager that runs keeps its own settings.
-    ``ship_raysight`` gives the manager the ``py_modules`` this driver connected with
-    (``raysight_py_modules()``, as ``raysight submit`` ships them), which its jobs' drivers
-    inherit: a cluster without raysight installed runs this one."""
-    import ray
-
-    options: dict[str, Any] = {}
-    if ship_raysight:  # Ray uploads local folders only for a job: the manager inherits it
-        shipped = ray.get_runtime_context().runtime_env.get("py_modules")
-        if not shipped:
-            raise ManagerError("ship_raysight needs this driver connected with raysight in "
-                               "its runtime environment: ray.init(address, runtime_env="
-                               "{'py_modules': raysight_py_modules()})")
-        options["runtime_env"] = {"py_modules": shipped}
-    actor = ray.remote(JobManager).options(
-        name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1000, **options)
-    client = ManagerClient(actor.remote(_absolute(run_dir), max_concurrent, name))
-    ray.get(client.handle.ping.remote())  # constructed (records recovered), or an error
-    return client
-
-
-def find_manager(name: str = MANAGER_NAME) -> Any | None:
-    """The handle of the running job manager ``name``, or None (also when Ray is not up)."""
-    import ray
-
-    if not ray.is_initialized():
-        return None
-    try:
-        return ray.get_actor(name, namespace=NAMESPACE)
-    except ValueError:
-        return None
-
-
-def connect_manager(name: str = MANAGER_NAME) -> ManagerClient:
-    handle = find_manager(name)
-    if handle is None:
-        raise ManagerError(f"no job manager {name!r} runs on this Ray cluster; start one "
-                           "with `raysight manager start`")
-    return ManagerClient(handle)
-
-
-def stop_manager(name: str = MANAGER_NAME) -> int:
-    """Stop the job manager ``name``; returns how many of its jobs were running (they stop
-    with it and resume when a manager with the same run directory starts again)."""
-    import ray
-
-    client = connect_manager(name)
-    running = len(client.list([ScheduleState.QUEUED, ScheduleState.RUNNING]))
-    ray.kill(client.handle, no_restart=True)
-    return running
-
-
-def portable_spec(job: Any) -> dict[str, Any]:
-    """The job's spec as the manager's drivers read it: sources' relative paths made
-    absolute (a driver runs elsewhere), everything else as ``spec.json`` keeps it."""
-    data = job.spec_json()
-    for name, connector in job.connectors.items():
-        path = getattr(connector.config, "path", None)
-        if isinstance(path, str) and name in data.get("sources", {}):
-            data["sources"][name]["path"] = path
-    return dict(data)
-
-
-def _absolute(run_dir: str) -> str:
-    return run_dir if "://" in run_dir else os.path.abspath(os.path.expanduser(run_dir))
-
-
-def _who() -> str:
-    import socket
-
-    return f"{os.environ.get('USER', 'unknown')}@{socket.gethostname()}:{os.getpid()}"
-
-
-def describe(record: dict[str, Any]) -> list[str]:
-    """A job's record for people."""
-    def clock(epoch: float | None) -> str:
-        return "-" if epoch is None else dt.datetime.fromtimestamp(epoch, dt.UTC).strftime(
-            "%Y-%m-%d %H:%M:%S UTC")
-
-    lines = [f"job       {record['job_id']}",
-             f"state     {record['state']}"
-             + (f" ({record['job_state']})" if record.get("job_state") not in
-                (None, record["state"]) else ""),
-             f"user      {record['user_id']}",
-             f"priority  {record['priority']} (spec {record['base_priority']}, "
-             f"analysis bonus {record['bonus']})",
-             f"submitted {clock(record['created_at'])}",
-             f"started   {clock(record['started_at'])}",
-             f"ended     {clock(record['completed_at'])}",
-             f"run dir   {record['job_dir']}"]
-    if record.get("preempt_count"):
-        lines.append(f"preempted {record['preempt_count']} time(s)")
-    if record.get("retry_count"):
-        lines.append(f"retried   {record['retry_count']} time(s) after its driver died")
-    if record.get("error"):
-        lines.append(f"error     {record['error']}")
-    return lines
-
-
-def table(records: list[dict[str, Any]]) -> list[str]:
-    """One line per job, in submission order."""
-    if not records:
-        return ["no jobs"]
-    rows = [("JOB", "STATE", "PRIO", "USER", "WAITED", "RAN")]
-    for r in records:
-        waited = (r["started_at"] or time.time()) - r["created_at"]
-        ran = ((r["completed_at"] or time.time()) - r["started_at"]) if r["started_at"] else 0
-        rows.append((r["job_id"], r["state"], str(r["priority"]), r["user_id"],
-                     f"{waited:.1f} s", f"{ran:.1f} s" if r["started_at"] else "-"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-            for row in rows]
-
-
-__all__ = ["JobManager", "ManagerClient", "ScheduleState", "connect_manager", "find_manager",
-           "priority_of", "should_preempt", "start_manager", "stop_manager", "type_bonus"]
+__all__ = ["ACTIVE", "CUSTOM_BONUS", "DEFAULT_MAX_CONCURRENT", "MANAGER_NAME", "NAMESPACE",
+           "TERMINAL", "TYPE_BONUS", "DriverHost", "JobManager", "ManagerClient",
+           "ManagerError", "ScheduleState", "connect_manager", "describe", "drive",
+           "find_manager", "portable_spec", "priority_of", "should_preempt", "start_manager",
+           "stop_manager", "table", "type_bonus"]
